@@ -1,0 +1,43 @@
+"""rnnfast: fast CPU training of SimpleRNN, LSTM and GRU behind the Keras API.
+
+The compiled kernels are ``rnnfast._core`` (chosen at import for this CPU's
+instruction set, see ``build_info()``).
+"""
+
+__version__ = "0.1.0"
+
+from ._loader import load_core as _load_core
+
+_core, _isa_level = _load_core()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads the kernels may use (the calling thread included)."""
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """How many threads the kernels may use."""
+    return _core.get_num_threads()
+
+
+def build_info() -> dict:
+    """How the running kernels were built and chosen.
+
+    Keys: ``isa_level`` (the variant running), ``available_levels`` (installed),
+    ``supported_levels`` (installed and runnable here), ``simd`` (Eigen's
+    instruction sets), ``eigen``, ``compiler``, ``num_threads``, ``version``.
+    """
+    from . import _loader
+
+    info = dict(_core.build_info())
+    info.update(
+        available_levels=_loader.available_levels(),
+        supported_levels=_loader.supported_levels(),
+        num_threads=get_num_threads(),
+        version=__version__,
+    )
+    return info
+
+
+__all__ = ["__version__", "build_info", "get_num_threads", "set_num_threads"]

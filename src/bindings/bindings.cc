@@ -1,0 +1,129 @@
+// Module-level functions of rnnfast._core and the shared argument helpers.
+#include <pybind11/stl.h>
+
+#include <sstream>
+
+#include "bindings/common.h"
+#include "rnnfast/build_info.h"
+#include "rnnfast/threading.h"
+
+namespace rnnfast {
+namespace bindings {
+
+void BindSimpleRNN(py::module_& m);
+void BindLSTM(py::module_& m);
+void BindGRU(py::module_& m);
+
+std::string ShapeStr(const Shape& shape) {
+  std::ostringstream os;
+  os << "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << (shape.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+std::string ShapeStr(const py::array& a) {
+  return ShapeStr(Shape(a.shape(), a.shape() + a.ndim()));
+}
+
+py::array AsArray(py::handle obj, const char* name) {
+  if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+  if (obj.is_none()) throw py::type_error(std::string(name) + " must be an array, got None");
+  py::object np = py::module_::import("numpy");
+  try {
+    return np.attr("asarray")(obj);
+  } catch (py::error_already_set& e) {
+    throw py::type_error(std::string(name) + " must be an array-like of numbers: " + e.what());
+  }
+}
+
+template <>
+const char* DTypeName<float>() {
+  return "float32";
+}
+template <>
+const char* DTypeName<double>() {
+  return "float64";
+}
+
+void CheckShape(const py::array& a, const char* name, const Shape& shape, const std::string& meaning) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + " must have shape " + ShapeStr(shape) + " (" + meaning +
+                          "), got " + ShapeStr(a));
+}
+
+void CheckNoOverlap(const py::array& out, const char* out_name,
+                    const std::vector<std::pair<const py::array*, const char*>>& inputs) {
+  const char* o0 = static_cast<const char*>(out.data());
+  const char* o1 = o0 + out.nbytes();
+  for (const auto& [in, name] : inputs) {
+    if (in == nullptr || !*in || in->nbytes() == 0) continue;
+    const char* i0 = static_cast<const char*>(in->data());
+    const char* i1 = i0 + in->nbytes();
+    if (o0 < i1 && i0 < o1)
+      throw py::value_error(std::string(out_name) + " must not share memory with " + name);
+  }
+}
+
+py::array_t<std::uint8_t, py::array::c_style> MaskInput(py::handle obj, Index batch, Index time) {
+  py::array a = AsArray(obj, "mask");
+  CheckShape(a, "mask", Shape{batch, time}, "batch, time");
+  const char kind = a.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f')
+    throw py::type_error("mask has dtype " + py::str(a.dtype()).cast<std::string>() +
+                         ", expected bool or a number type");
+  // Nonzero means "process this step", as Keras's boolean masks.
+  py::object np = py::module_::import("numpy");
+  py::array nonzero = np.attr("not_equal")(a, 0);
+  return py::array_t<std::uint8_t, py::array::c_style>::ensure(nonzero.attr("view")("uint8"));
+}
+
+std::vector<py::object> StateList(py::handle obj, const char* name, int n) {
+  std::vector<py::object> out(static_cast<std::size_t>(n), py::none());
+  if (obj.is_none()) return out;
+  if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    auto seq = py::reinterpret_borrow<py::sequence>(obj);
+    if (static_cast<int>(seq.size()) != n)
+      throw py::value_error(std::string(name) + " must hold " + std::to_string(n) +
+                            (n == 1 ? " array" : " arrays (h, c)") + ", got " +
+                            std::to_string(seq.size()));
+    for (int i = 0; i < n; ++i) out[static_cast<std::size_t>(i)] = seq[static_cast<std::size_t>(i)];
+    return out;
+  }
+  if (n != 1)
+    throw py::type_error(std::string(name) + " must be a pair (h, c) of [batch, units] arrays");
+  out[0] = py::reinterpret_borrow<py::object>(obj);
+  return out;
+}
+
+void BindAll(py::module_& m) {
+  m.doc() = "rnnfast's compiled kernels (SimpleRNN, LSTM, GRU forward and backward).";
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        if (n < 1) throw py::value_error("n must be a positive integer, got " + std::to_string(n));
+        SetNumThreads(n);
+      },
+      py::arg("n"), "Sets how many threads the kernels may use (the caller included).");
+  m.def("get_num_threads", &GetNumThreads, "Threads the kernels may use.");
+  m.def(
+      "build_info",
+      []() {
+        const BuildInfo b = GetBuildInfo();
+        py::dict d;
+        d["isa_level"] = b.isa_level;
+        d["simd"] = b.simd;
+        d["eigen"] = b.eigen;
+        d["compiler"] = b.compiler;
+        return d;
+      },
+      "How these kernels were built: isa_level, simd, eigen, compiler.");
+  BindSimpleRNN(m);
+  BindLSTM(m);
+  BindGRU(m);
+}
+
+}  // namespace bindings
+}  // namespace rnnfast

@@ -1,0 +1,98 @@
+#include "rnnfast/rnn.h"
+
+#include "rnnfast/sequence.h"
+
+namespace rnnfast {
+
+using detail::Blk;
+using detail::CBlk;
+using detail::ConstRow;
+using detail::Range;
+
+template <typename T>
+struct SimpleRNN<T>::Impl {
+  detail::Sequence<T> seq;
+};
+
+template <typename T>
+SimpleRNN<T>::SimpleRNN(const Options& options) : options_(options), impl_(new Impl) {}
+template <typename T>
+SimpleRNN<T>::~SimpleRNN() = default;
+
+template <typename T>
+CacheInfo SimpleRNN<T>::cache() const {
+  return impl_->seq.Info();
+}
+
+template <typename T>
+void SimpleRNN<T>::Forward(bool training, const ForwardArgs<T>& a) {
+  detail::Sequence<T>& q = impl_->seq;
+  q.Begin(a, kGates, training, options_.go_backwards, a.dims.units);
+  const Activation act = options_.activation;
+  const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
+  const Index B = q.B, U = q.U;
+
+  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
+    const Range own = q.Units(team);
+    const Index up = own.size(), ob = own.begin;
+    q.PrepareInputs(team, a, own);
+    team.Sync();
+    q.ProjectInputs(team, a.kernel);
+    team.Sync();
+    const ConstRow<T> b(bias + ob, up);
+    for (Index s = 0; s < q.Tn; ++s) {
+      if (up > 0) {
+        q.RecurrentProduct(s, own, 0, 1);
+        // The gate cache keeps the new h before masking: the backward needs
+        // act's output at this step, and H(s + 1) may be a carried state.
+        auto g = Blk(q.Gates(s) + ob, B, up, U);
+        detail::Activate<T>(act, (g + CBlk(q.Scratch(own), B, up, up)).rowwise() + b, g);
+        Blk(q.H(s + 1) + ob, B, up, U) = g;
+        q.FinishStep(a, s, own);
+      }
+      team.Sync();
+    }
+    q.WriteLast(a.h_last, q.H(q.Tn), own);
+  });
+  q.cache_valid = training;
+}
+
+template <typename T>
+void SimpleRNN<T>::Backward(const BackwardArgs<T>& a) {
+  detail::Sequence<T>& q = impl_->seq;
+  q.BeginBackward(a, 3);
+  const Activation act = options_.activation;
+  const Index B = q.B, U = q.U;
+  const auto rg = q.DefaultRecGrads();
+
+  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
+    const Range own = q.Units(team);
+    const Index up = own.size(), ob = own.begin;
+    T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *tmp = q.Work(2);
+    if (up > 0) {
+      auto r = Blk(dh_rec + ob, B, up, U);
+      if (a.dh_last != nullptr) r = CBlk(a.dh_last + ob, B, up, U); else r.setZero();
+    }
+    for (Index s = q.Tn - 1; s >= 0; --s) {
+      if (up > 0) {
+        q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
+        auto g = Blk(q.Gates(s) + ob, B, up, U);
+        detail::MulActGrad<T>(act, CBlk(dh_tot + ob, B, up, U), g, g);
+        for (Index b = 0; b < B && q.has_mask; ++b)
+          if (!q.StepOn(s, b)) g.row(b).setZero();
+      }
+      team.Sync();
+      q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, 1, dh_rec, tmp, false);
+      q.CarryMasked(s, own, dh_tot, dh_rec);
+    }
+    q.WriteLast(a.dh0, dh_rec, own);
+    team.Sync();
+    q.ParameterGrads(team, a, rg, false);
+  });
+  q.EndBackward();
+}
+
+template class SimpleRNN<float>;
+template class SimpleRNN<double>;
+
+}  // namespace rnnfast

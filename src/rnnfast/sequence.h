@@ -1,0 +1,404 @@
+// Private plumbing shared by the three cells: the workspace (caches kept by a
+// training forward for the backward), the phases before and after the time
+// loop, and the per-step recurrent products. Every function that takes a Team
+// runs inside a ParallelRun, on the slice of work that belongs to that member.
+//
+// Work split: inside the time loop each member owns a contiguous range of
+// units (all gates of those units), so a step needs one barrier: the recurrent
+// product of step s reads every unit of h_{s-1}. Before and after the loop,
+// members split rows (time steps) or weight columns instead.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "rnnfast/math.h"
+#include "rnnfast/threading.h"
+
+namespace rnnfast {
+namespace detail {
+
+struct Range {
+  Index begin = 0;
+  Index end = 0;
+  Index size() const { return end - begin; }
+};
+
+// Piece `i` of `parts` of [0, n); inner boundaries are multiples of `align`.
+inline Range Split(Index n, int parts, int i, Index align = 1) {
+  Index chunk = (n + parts - 1) / parts;
+  chunk = ((chunk + align - 1) / align) * align;
+  const Index b = std::min(n, chunk * i);
+  return Range{b, std::min(n, b + chunk)};
+}
+
+// Threads for one call: a step's recurrent product must be big enough to pay
+// for a barrier per step (about a microsecond).
+inline int ChooseThreads(Index batch, Index units, int gates) {
+  const double step_flops = 2.0 * static_cast<double>(batch) * static_cast<double>(units) *
+                            static_cast<double>(gates) * static_cast<double>(units);
+  if (step_flops < 2.0e5) return 1;
+  return static_cast<int>(std::min<Index>(GetNumThreads(), std::max<Index>(1, units / 8)));
+}
+
+template <typename T>
+class Sequence {
+ public:
+  // Sizes and flags of the current (or cached) forward.
+  Index B = 0, Tn = 0, I = 0, U = 0, GU = 0;
+  int G = 1;
+  bool training = false, go_backwards = false, has_bias = false, has_mask = false;
+  int n_in = 0;   // input dropout masks: 0, 1 or G
+  int n_rec = 0;  // recurrent dropout masks: 0, 1 or G
+  bool cache_valid = false;
+
+  // Units are split on multiples of a cache line.
+  static constexpr Index kAlign = static_cast<Index>(64 / sizeof(T));
+
+  // Checks the forward's arguments and sizes the workspace. bias_len is the
+  // number of bias values the cell reads (zeros stand in when it has none).
+  void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards, Index bias_len) {
+    const Dims& d = a.dims;
+    if (d.batch <= 0 || d.time <= 0 || d.input <= 0 || d.units <= 0)
+      throw std::invalid_argument("batch, time, input and units must all be positive");
+    if (a.x == nullptr || a.kernel == nullptr || a.recurrent_kernel == nullptr || a.y == nullptr)
+      throw std::invalid_argument("x, kernel, recurrent_kernel and y are required");
+    auto check_count = [gates](int n, const void* p, const char* what) {
+      if (p == nullptr) return 0;
+      if (n != 1 && n != gates)
+        throw std::invalid_argument(std::string(what) + " count must be 1 or " +
+                                    std::to_string(gates));
+      return n;
+    };
+    cache_valid = false;
+    B = d.batch;
+    Tn = d.time;
+    I = d.input;
+    U = d.units;
+    G = gates;
+    GU = G * U;
+    training = train;
+    go_backwards = backwards;
+    has_bias = a.bias != nullptr;
+    has_mask = a.mask != nullptr;
+    n_in = check_count(a.input_dropout_count, a.input_dropout, "input_dropout");
+    n_rec = check_count(a.recurrent_dropout_count, a.recurrent_dropout, "recurrent_dropout");
+
+    xs_.Reserve(static_cast<std::size_t>(XsCopies() * Tn * B * I));
+    gates_.Reserve(static_cast<std::size_t>(Tn * B * GU));
+    hs_.Reserve(static_cast<std::size_t>(Slots() * B * U));
+    if (n_rec > 0) hd_.Reserve(static_cast<std::size_t>(n_rec * Slots() * B * U));
+    if (n_in > 0) in_mask_.Reserve(static_cast<std::size_t>(n_in * B * I));
+    if (n_rec > 0) rec_mask_.Reserve(static_cast<std::size_t>(n_rec * B * U));
+    if (has_mask) step_mask_.Reserve(static_cast<std::size_t>(Tn * B));
+    rp_.Reserve(static_cast<std::size_t>(U * GU));
+    scratch_.Reserve(static_cast<std::size_t>(B * GU));
+    T* zeros = zero_bias_.Reserve(static_cast<std::size_t>(bias_len));
+    std::fill(zeros, zeros + bias_len, T(0));
+  }
+
+  // Checks that a training forward left a cache, and sizes the backward's
+  // scratch: `per_unit` arrays of [B, U].
+  void BeginBackward(const BackwardArgs<T>& a, int per_unit) {
+    if (!cache_valid)
+      throw std::logic_error(
+          "backward() needs the cache of a forward() with training=True (each cache "
+          "serves one backward)");
+    if (a.kernel == nullptr || a.recurrent_kernel == nullptr || a.dx == nullptr ||
+        a.dkernel == nullptr || a.drecurrent_kernel == nullptr)
+      throw std::invalid_argument("kernel, recurrent_kernel, dx, dkernel, drecurrent_kernel are required");
+    if (has_bias && a.dbias == nullptr)
+      throw std::invalid_argument("dbias is required: the forward had a bias");
+    work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
+    dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+  }
+
+  // ---- layout ----
+  Index Slots() const { return training ? Tn + 1 : 2; }
+  Index Slot(Index s) const { return training ? s : (s & 1); }
+  // State entering step s (s = 0: the initial state), [B, U].
+  T* H(Index s) const { return hs_.data() + Slot(s) * B * U; }
+  // H(s) times recurrent dropout mask k.
+  T* Hd(int k, Index s) const { return hd_.data() + (k * Slots() + Slot(s)) * B * U; }
+  // Gate values of step s, [B, G*U]; the backward overwrites them with dL/d(pre-activation).
+  T* Gates(Index s) const { return gates_.data() + s * B * GU; }
+  T* Work(int k) const { return work_.data() + k * B * U; }
+  const T* ZeroBias() const { return zero_bias_.data(); }
+  Index XsCopies() const { return (n_in == G && G > 1) ? G : 1; }
+  int InIdx(int g) const { return n_in == G ? g : 0; }
+  int RecIdx(int g) const { return n_rec == G ? g : 0; }
+  // Input of step s, time-major, with gate g's dropout mask applied: [B, I].
+  const T* Xs(int g, Index s = 0) const {
+    return xs_.data() + ((XsCopies() > 1 ? g : 0) * Tn + s) * B * I;
+  }
+  // Left operand of gate g's recurrent product at step s, [B, U].
+  const T* RecSource(int g, Index s) const { return n_rec > 0 ? Hd(RecIdx(g), s) : H(s); }
+  const T* RecMask(int g) const { return rec_mask_.data() + RecIdx(g) * B * U; }
+  const T* InMask(int g) const { return in_mask_.data() + InIdx(g) * B * I; }
+  bool StepOn(Index s, Index b) const { return !has_mask || step_mask_.data()[s * B + b] != 0; }
+  Index Orig(Index s) const { return go_backwards ? Tn - 1 - s : s; }
+  Range Units(const Team& team) const { return Split(U, team.size, team.rank, kAlign); }
+  T* Scratch(Range own) const { return scratch_.data() + B * G * own.begin; }  // [B, G*Up]
+  const T* Rp(Range own) const { return rp_.data() + U * G * own.begin; }       // [U, G*Up]
+
+  // ---- forward phases ----
+
+  // Time-major copies of x (reversed with go_backwards, times the input
+  // dropout masks), the step mask in processing order, the dropout masks,
+  // the initial state of this member's units, and this member's packed slice
+  // of the recurrent kernel. Needs a Sync before ProjectInputs.
+  void PrepareInputs(const Team& team, const ForwardArgs<T>& a, Range own) {
+    const Range steps = Split(Tn, team.size, team.rank);
+    for (Index s = steps.begin; s < steps.end; ++s) {
+      const Index t = Orig(s);
+      for (Index b = 0; b < B; ++b) {
+        const T* src = a.x + (b * Tn + t) * I;
+        for (Index k = 0; k < XsCopies(); ++k) {
+          T* dst = xs_.data() + ((k * Tn + s) * B + b) * I;
+          if (n_in > 0) {
+            Row<T>(dst, I) = ConstRow<T>(src, I) * ConstRow<T>(a.input_dropout + (k * B + b) * I, I);
+          } else {
+            std::memcpy(dst, src, sizeof(T) * static_cast<std::size_t>(I));
+          }
+        }
+        if (has_mask) step_mask_.data()[s * B + b] = a.mask[b * Tn + t] != 0;
+      }
+    }
+    if (team.rank == 0 && n_in > 0)
+      std::memcpy(in_mask_.data(), a.input_dropout, sizeof(T) * static_cast<std::size_t>(n_in * B * I));
+    const Index up = own.size();
+    if (up == 0) return;
+    auto h0 = Blk(H(0) + own.begin, B, up, U);
+    if (a.h0 != nullptr) {
+      h0 = CBlk(a.h0 + own.begin, B, up, U);
+    } else {
+      h0.setZero();
+    }
+    for (int k = 0; k < n_rec; ++k) {
+      Blk(rec_mask_.data() + k * B * U + own.begin, B, up, U) =
+          CBlk(a.recurrent_dropout + k * B * U + own.begin, B, up, U);
+      Blk(Hd(k, 0) + own.begin, B, up, U) = h0 * CBlk(RecMask(k) + own.begin, B, up, U);
+    }
+    // Packed recurrent kernel: this member's columns of every gate, side by
+    // side, so that a step's product is one GEMM.
+    T* rp = rp_.data() + U * G * own.begin;
+    for (int g = 0; g < G; ++g)
+      Blk(rp + g * up, U, up, G * up) = CBlk(a.recurrent_kernel + g * U + own.begin, U, up, GU);
+  }
+
+  // Gates(s) = Xs(s) @ kernel for every step: one GEMM per member (per gate
+  // with per-gate input masks), split by rows.
+  void ProjectInputs(const Team& team, const T* kernel) {
+    const Range r = Split(Tn * B, team.size, team.rank);
+    if (r.size() == 0) return;
+    if (XsCopies() > 1) {
+      for (int g = 0; g < G; ++g)
+        Gemm<T>(false, false, r.size(), U, I, Xs(g) + r.begin * I, I, kernel + g * U, GU,
+                gates_.data() + r.begin * GU + g * U, GU, false);
+    } else {
+      Gemm<T>(false, false, r.size(), GU, I, Xs(0) + r.begin * I, I, kernel, GU,
+              gates_.data() + r.begin * GU, GU, false);
+    }
+  }
+
+  // Scratch(own)[:, g-th block] = RecSource(g, s) @ packed kernel, for gates
+  // [g0, g1) of this member's units.
+  void RecurrentProduct(Index s, Range own, int g0, int g1) const {
+    const Index up = own.size();
+    if (up == 0) return;
+    if (n_rec == G && G > 1) {
+      for (int g = g0; g < g1; ++g)
+        Gemm<T>(false, false, B, up, U, RecSource(g, s), U, Rp(own) + g * up, G * up,
+                Scratch(own) + g * up, G * up, false);
+    } else {
+      Gemm<T>(false, false, B, (g1 - g0) * up, U, RecSource(g0, s), U, Rp(own) + g0 * up,
+              G * up, Scratch(own) + g0 * up, G * up, false);
+    }
+  }
+
+  // After a cell wrote its new h for its units into H(s + 1): masked rows
+  // carry H(s) instead, the dropout copies and the output y are written.
+  void FinishStep(const ForwardArgs<T>& a, Index s, Range own) const {
+    const Index up = own.size();
+    if (up == 0) return;
+    CarryMasked(s, own, H(s), H(s + 1));
+    const auto h = CBlk(H(s + 1) + own.begin, B, up, U);
+    Blk(a.y + s * U + own.begin, B, up, Tn * U) = h;
+    for (int k = 0; k < n_rec; ++k)
+      Blk(Hd(k, s + 1) + own.begin, B, up, U) = h * CBlk(RecMask(k) + own.begin, B, up, U);
+  }
+
+  // Rows masked at step s get `from` instead of `to` for this member's units.
+  void CarryMasked(Index s, Range own, const T* from, T* to) const {
+    if (!has_mask) return;
+    for (Index b = 0; b < B; ++b)
+      if (!StepOn(s, b))
+        std::memcpy(to + b * U + own.begin, from + b * U + own.begin,
+                    sizeof(T) * static_cast<std::size_t>(own.size()));
+  }
+
+  void WriteLast(T* dst, const T* state, Range own) const {
+    if (dst != nullptr && own.size() > 0)
+      Blk(dst + own.begin, B, own.size(), U) = CBlk(state + own.begin, B, own.size(), U);
+  }
+
+  // ---- backward phases ----
+
+  // dh_tot[:, own] = dy[:, s, own] + dh_rec[:, own].
+  void GatherOutputGrad(const BackwardArgs<T>& a, Index s, Range own, const T* dh_rec,
+                        T* dh_tot) const {
+    const Index up = own.size();
+    auto out = Blk(dh_tot + own.begin, B, up, U);
+    const auto rec = CBlk(dh_rec + own.begin, B, up, U);
+    if (a.dy != nullptr) {
+      out = CBlk(a.dy + s * U + own.begin, B, up, Tn * U) + rec;
+    } else {
+      out = rec;
+    }
+  }
+
+  // Where gate g's recurrent-side gradient and its left operand live (for
+  // the recurrent products and dL/drecurrent_kernel).
+  struct RecGrads {
+    const T* dg[4];   // [Tn*B, U] blocks, row stride ld[g]
+    Index ld[4];
+    const T* src[4];  // left operand of gate g's recurrent product, [Tn*B, U]
+  };
+  // Default: gradients in the gate cache, operands the (masked) states.
+  RecGrads DefaultRecGrads() const {
+    RecGrads r{};
+    for (int g = 0; g < G; ++g) {
+      r.dg[g] = gates_.data() + g * U;
+      r.ld[g] = GU;
+      r.src[g] = RecSource(g, 0);
+    }
+    return r;
+  }
+
+  // out[:, own] (+)= sum over g in [g0, g1) of (dG_g(s) @ R[own, g block]^T)
+  // times gate g's recurrent dropout mask. tmp: a [B, U] scratch.
+  void RecurrentGrad(Index s, Range own, const T* R, const RecGrads& rg, int g0, int g1, T* out,
+                     T* tmp, bool accumulate) const {
+    const Index up = own.size();
+    if (up == 0) return;
+    auto dst = Blk(out + own.begin, B, up, U);
+    const bool contiguous = [&] {
+      for (int g = g0 + 1; g < g1; ++g)
+        if (rg.dg[g] != rg.dg[g0] + (g - g0) * U || rg.ld[g] != rg.ld[g0]) return false;
+      return true;
+    }();
+    if (n_rec <= 1 && contiguous) {
+      const Index k = (g1 - g0) * U;
+      if (n_rec == 0) {
+        Gemm<T>(false, true, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0],
+                R + own.begin * GU + g0 * U, GU, out + own.begin, U, accumulate);
+        return;
+      }
+      Gemm<T>(false, true, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0],
+              R + own.begin * GU + g0 * U, GU, tmp + own.begin, U, false);
+      const auto m = CBlk(RecMask(0) + own.begin, B, up, U);
+      if (accumulate) {
+        dst += CBlk(tmp + own.begin, B, up, U) * m;
+      } else {
+        dst = CBlk(tmp + own.begin, B, up, U) * m;
+      }
+      return;
+    }
+    for (int g = g0; g < g1; ++g) {
+      Gemm<T>(false, true, B, up, U, rg.dg[g] + s * B * rg.ld[g], rg.ld[g],
+              R + own.begin * GU + g * U, GU, tmp + own.begin, U, false);
+      const auto t = CBlk(tmp + own.begin, B, up, U);
+      if (n_rec > 0) {
+        const auto m = CBlk(RecMask(g) + own.begin, B, up, U);
+        if (accumulate || g > g0) {
+          dst += t * m;
+        } else {
+          dst = t * m;
+        }
+      } else if (accumulate || g > g0) {
+        dst += t;
+      } else {
+        dst = t;
+      }
+    }
+  }
+
+  // After the time loop: dL/dkernel, dL/drecurrent_kernel and dL/dbias (split
+  // by columns), dL/dx (split by time steps). The input-side gradients are
+  // the gate cache; rg says where the recurrent side's are.
+  // separate_rec_bias: the bias has a second row for the recurrent side (GRU).
+  void ParameterGrads(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg,
+                      bool separate_rec_bias) {
+    const Index rows = Tn * B;
+    const Range cols = Split(GU, team.size, team.rank, kAlign);
+    for (int g = 0; g < G; ++g) {
+      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, (g + 1) * U);
+      if (c1 <= c0) continue;
+      const Index w = c1 - c0, off = c0 - g * U;
+      const T* dgi = gates_.data() + c0;
+      Gemm<T>(true, false, I, w, rows, Xs(g), I, dgi, GU, a.dkernel + c0, GU, false);
+      Gemm<T>(true, false, U, w, rows, rg.src[g], U, rg.dg[g] + off, rg.ld[g],
+              a.drecurrent_kernel + c0, GU, false);
+      if (has_bias) {
+        ColumnSums(dgi, rows, w, GU, a.dbias + c0);
+        if (separate_rec_bias) ColumnSums(rg.dg[g] + off, rows, w, rg.ld[g], a.dbias + GU + c0);
+      }
+    }
+    // dx: this member's time steps, then scattered to batch-major order.
+    const Range steps = Split(Tn, team.size, team.rank);
+    if (steps.size() == 0) return;
+    const Index r0 = steps.begin * B, nr = steps.size() * B;
+    const int groups = XsCopies() > 1 ? G : 1;
+    for (int g = 0; g < groups; ++g) {
+      const Index k = groups > 1 ? U : GU;
+      Gemm<T>(false, true, nr, I, k, gates_.data() + r0 * GU + g * U, GU, a.kernel + g * U, GU,
+              dxt_.data() + r0 * I, I, false);
+      for (Index s = steps.begin; s < steps.end; ++s) {
+        for (Index b = 0; b < B; ++b) {
+          Row<T> dst(a.dx + (b * Tn + Orig(s)) * I, I);
+          const ConstRow<T> src(dxt_.data() + (s * B + b) * I, I);
+          if (n_in > 0) {
+            const ConstRow<T> m(InMask(g) + b * I, I);
+            if (g == 0) {
+              dst = src * m;
+            } else {
+              dst += src * m;
+            }
+          } else {
+            dst = src;
+          }
+        }
+      }
+    }
+  }
+
+  static void ColumnSums(const T* p, Index rows, Index cols, Index ld, T* out) {
+    Row<T> acc(out, cols);
+    acc.setZero();
+    for (Index r = 0; r < rows; ++r) acc += ConstRow<T>(p + r * ld, cols);
+  }
+
+  // A cache serves one backward: the gate cache now holds gradients.
+  void EndBackward() { cache_valid = false; }
+
+  CacheInfo Info() const {
+    CacheInfo c;
+    c.valid = cache_valid;
+    c.dims = Dims{B, Tn, I, U};
+    c.has_bias = has_bias;
+    c.has_mask = has_mask;
+    c.input_dropout_count = n_in;
+    c.recurrent_dropout_count = n_rec;
+    return c;
+  }
+
+ private:
+  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, zero_bias_, dxt_, work_;
+  Buffer<std::uint8_t> step_mask_;
+};
+
+}  // namespace detail
+}  // namespace rnnfast

@@ -1,0 +1,186 @@
+#include "rnnfast/threading.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RNNFAST_PAUSE() _mm_pause()
+#else
+#define RNNFAST_PAUSE() std::this_thread::yield()
+#endif
+
+namespace rnnfast {
+namespace {
+
+constexpr int kMaxThreads = 256;
+// How long idle workers spin before sleeping: long enough to bridge the gap
+// between the kernel calls of one training step, short enough not to steal
+// the cores from NumPy or Python in between.
+constexpr auto kSpinTime = std::chrono::microseconds(50);
+
+int DefaultThreads() {
+  if (const char* env = std::getenv("RNNFAST_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1) return n < kMaxThreads ? n : kMaxThreads;
+  }
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n < kMaxThreads ? n : kMaxThreads;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n >= 1 ? static_cast<int>(n < kMaxThreads ? n : kMaxThreads) : 1;
+}
+
+// Pool state. Workers are detached and hold a pointer to their Pool, so a
+// forked child can abandon this object (its threads do not exist there) and
+// start a new one.
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {}
+
+  int threads() const { return threads_.load(std::memory_order_relaxed); }
+  void set_threads(int n) { threads_.store(n, std::memory_order_relaxed); }
+
+  void Run(int want, const std::function<void(const Team&)>& fn) {
+    int n = want < threads() ? want : threads();
+    if (n < 1) n = 1;
+    bool expected = false;
+    // One caller at a time; a concurrent caller (another Python thread, or a
+    // kernel called from inside a worker) runs alone instead of waiting.
+    if (n == 1 || !busy_.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      fn(Team{0, 1, nullptr});
+      return;
+    }
+    EnsureWorkers(n - 1);
+    SpinBarrier barrier(n);
+    job_ = &fn;
+    barrier_ = &barrier;
+    pending_.store(n - 1, std::memory_order_relaxed);
+    {
+      // Publishing under the mutex means a worker about to sleep cannot miss it.
+      std::lock_guard<std::mutex> lock(mutex_);
+      const std::uint64_t gen = (word_.load(std::memory_order_relaxed) >> 16) + 1;
+      word_.store((gen << 16) | static_cast<std::uint64_t>(n), std::memory_order_release);
+    }
+    wake_.notify_all();
+    fn(Team{0, n, &barrier});
+    for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < 4096) {
+        RNNFAST_PAUSE();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    busy_.store(false, std::memory_order_release);
+  }
+
+ private:
+  void EnsureWorkers(int count) {
+    // A new worker starts from the current generation, so the run posted
+    // right after this cannot be mistaken for one it has already seen.
+    const std::uint64_t seen = word_.load(std::memory_order_relaxed) >> 16;
+    while (static_cast<int>(started_) < count) {
+      const int rank = static_cast<int>(++started_);
+      std::thread([this, rank, seen] { Work(rank, seen); }).detach();
+    }
+  }
+
+  void Work(int rank, std::uint64_t seen) {
+    for (;;) {
+      std::uint64_t word = WaitForJob(seen);
+      seen = word >> 16;
+      const int n = static_cast<int>(word & 0xffff);
+      if (rank >= n) continue;  // not a member of this run
+      (*job_)(Team{rank, n, barrier_});
+      pending_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::uint64_t WaitForJob(std::uint64_t seen) {
+    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+    for (int spins = 0;; ++spins) {
+      const std::uint64_t word = word_.load(std::memory_order_acquire);
+      if ((word >> 16) != seen) return word;
+      if ((spins & 63) == 63 && std::chrono::steady_clock::now() > deadline) break;
+      RNNFAST_PAUSE();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    std::uint64_t word;
+    wake_.wait(lock, [&] { return ((word = word_.load(std::memory_order_acquire)) >> 16) != seen; });
+    return word;
+  }
+
+  std::atomic<int> threads_;
+  std::atomic<bool> busy_{false};
+  unsigned started_ = 0;  // workers created; only touched by the busy owner
+  // (generation << 16) | team size: one word so that a worker never pairs one
+  // run's generation with another run's size.
+  std::atomic<std::uint64_t> word_{0};
+  const std::function<void(const Team&)>* job_ = nullptr;
+  SpinBarrier* barrier_ = nullptr;
+  std::atomic<int> pending_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::once_flag g_init;
+
+void AfterForkInChild() {
+  // The workers did not survive the fork and the mutex may be held by one of
+  // them: abandon the old pool (leaked on purpose) and start afresh.
+  Pool* old = g_pool.load();
+  g_pool.store(new Pool(old != nullptr ? old->threads() : DefaultThreads()));
+}
+
+Pool& GlobalPool() {
+  std::call_once(g_init, [] {
+    g_pool.store(new Pool(DefaultThreads()));
+    pthread_atfork(nullptr, nullptr, AfterForkInChild);
+  });
+  return *g_pool.load();
+}
+
+}  // namespace
+
+void SpinBarrier::Wait() {
+  const unsigned gen = generation_.load(std::memory_order_acquire);
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+    arrived_.store(0, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
+    if (spins < 16384) {
+      RNNFAST_PAUSE();
+    } else {
+      std::this_thread::yield();  // oversubscribed: let the late member run
+    }
+  }
+}
+
+void SetNumThreads(int n) {
+  if (n < 1) n = 1;
+  if (n > kMaxThreads) n = kMaxThreads;
+  GlobalPool().set_threads(n);
+}
+
+int GetNumThreads() { return GlobalPool().threads(); }
+
+void ParallelRun(int want, const std::function<void(const Team&)>& fn) {
+  GlobalPool().Run(want, fn);
+}
+
+}  // namespace rnnfast

@@ -1,0 +1,103 @@
+"""Forward and backward of every cell and option against the NumPy references.
+
+float32 within 1e-5 and float64 within 1e-10 (relative, with the array's
+scale as the absolute floor; see kernel_harness.assert_close).
+"""
+
+import numpy as np
+import pytest
+
+from kernel_harness import (GRAD_KEYS, Case, assert_close, make_arrays, output_grads,
+                            reference_backward, reference_forward, run_kernel, tolerance)
+
+ACTIVATIONS = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear"]
+
+
+def option_cases():
+    """Each option alone, and a few together, for each cell."""
+    cases = []
+    for cell in ("simple_rnn", "lstm", "gru"):
+        base = Case(cell)
+        G = base.G
+        variants = [
+            {},
+            {"go_backwards": True},
+            {"initial_state": True},
+            {"bias": False},
+            {"mask": True},
+            {"mask": True, "go_backwards": True, "initial_state": True},
+            {"input_dropout": 1},
+            {"recurrent_dropout": 1},
+            {"input_dropout": G, "recurrent_dropout": G},
+            {"input_dropout": G, "recurrent_dropout": G, "mask": True, "go_backwards": True,
+             "initial_state": True},
+            {"T": 1},
+            {"B": 1},
+            {"U": 1},
+            {"I": 1, "T": 2},
+        ]
+        variants += [{"activation": act} for act in ACTIVATIONS if act != "tanh"]
+        if cell != "simple_rnn":
+            variants += [{"recurrent_activation": act} for act in ACTIVATIONS if act != "sigmoid"]
+        if cell == "gru":
+            variants += [{"reset_after": False, **v} for v in variants]
+        cases += [base.replace(**v) for v in variants]
+    return cases
+
+
+def multithreaded_cases():
+    """Sizes whose per-step product is split over threads (units not a multiple of 16)."""
+    cases = []
+    for cell in ("simple_rnn", "lstm", "gru"):
+        base = Case(cell, B=32, T=6, I=24, U=70, seed=3)
+        cases += [base, base.replace(mask=True, go_backwards=True, initial_state=True),
+                  base.replace(input_dropout=base.G, recurrent_dropout=base.G, mask=True)]
+        if cell == "gru":
+            cases += [base.replace(reset_after=False),
+                      base.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+    return cases
+
+
+def case_id(c: Case) -> str:
+    default = Case(c.cell)
+    parts = [c.cell]
+    for field in ("B", "T", "I", "U", "activation", "recurrent_activation", "go_backwards",
+                  "reset_after", "bias", "initial_state", "mask", "input_dropout",
+                  "recurrent_dropout"):
+        v = getattr(c, field)
+        if v != getattr(default, field):
+            parts.append(f"{field}={v}")
+    return "-".join(parts)
+
+
+def check_against_reference(case: Case) -> None:
+    a = make_arrays(case)
+    dy, ds = output_grads(case)
+    y, states, grads = run_kernel(case, a, dy, ds)
+    y_ref, states_ref, cache = reference_forward(case, a)
+    grads_ref = reference_backward(case, cache, dy, ds)
+    tol = tolerance(case.dtype)
+    assert y.dtype == case.dtype
+    assert_close(y, y_ref, tol, "y")
+    for i, (s, s_ref) in enumerate(zip(states, states_ref)):
+        assert_close(s, s_ref, tol, f"final state {i}")
+    for key in GRAD_KEYS:
+        if key not in grads_ref:
+            continue
+        if grads_ref[key] is None:
+            assert grads[key] is None, key
+            continue
+        assert grads[key].dtype == case.dtype, key
+        assert_close(grads[key], grads_ref[key], tol, key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", option_cases(), ids=case_id)
+def test_matches_reference(case, dtype):
+    check_against_reference(case.replace(dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", multithreaded_cases(), ids=case_id)
+def test_matches_reference_multithreaded(case, dtype):
+    check_against_reference(case.replace(dtype=dtype))
