@@ -85,15 +85,17 @@ def make_arrays(case: Case) -> dict:
     return a
 
 
-def make_kernel(case: Case):
+def make_kernel(case: Case, core=None):
+    """The case's kernel object from `core` (default: the variant rnnfast chose)."""
+    core = core or _core
     if case.cell == "simple_rnn":
-        return _core.SimpleRNNKernel(case.U, activation=case.activation,
+        return core.SimpleRNNKernel(case.U, activation=case.activation,
                                      go_backwards=case.go_backwards)
     if case.cell == "lstm":
-        return _core.LSTMKernel(case.U, activation=case.activation,
+        return core.LSTMKernel(case.U, activation=case.activation,
                                 recurrent_activation=case.recurrent_activation,
                                 go_backwards=case.go_backwards)
-    return _core.GRUKernel(case.U, activation=case.activation,
+    return core.GRUKernel(case.U, activation=case.activation,
                            recurrent_activation=case.recurrent_activation,
                            reset_after=case.reset_after, go_backwards=case.go_backwards)
 
@@ -106,7 +108,7 @@ def _initial_state(case: Case, a: dict):
     return a["h0"]
 
 
-def kernel_forward(case: Case, k, a: dict, training: bool = True, core=None):
+def kernel_forward(case: Case, k, a: dict, training: bool = True):
     y, final = k.forward(
         a["x"], a["kernel"], a["recurrent_kernel"], a["bias"],
         initial_state=_initial_state(case, a), mask=a["mask"],
@@ -128,8 +130,8 @@ def kernel_backward(case: Case, k, a: dict, dy, dstates) -> dict:
     return g
 
 
-def run_kernel(case: Case, a: dict, dy, dstates):
-    k = make_kernel(case)
+def run_kernel(case: Case, a: dict, dy, dstates, core=None):
+    k = make_kernel(case, core)
     y, states = kernel_forward(case, k, a, training=True)
     return y, states, kernel_backward(case, k, a, dy, dstates)
 

@@ -1,0 +1,252 @@
+"""The binding layer: bad arguments raise clear Python exceptions naming the
+argument and the expected shape or dtype; conversions are explicit; the cache
+contract between forward and backward holds."""
+
+import numpy as np
+import pytest
+
+import rnnfast
+from kernel_harness import Case, kernel_forward, make_arrays, make_kernel, reference_forward
+from rnnfast import _core
+
+B, T, I, U = 2, 3, 4, 5
+
+
+def lstm_args(dtype=np.float32):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((B, T, I)).astype(dtype),
+            rng.standard_normal((I, 4 * U)).astype(dtype) * 0.3,
+            rng.standard_normal((U, 4 * U)).astype(dtype) * 0.3,
+            rng.standard_normal(4 * U).astype(dtype) * 0.1)
+
+
+@pytest.fixture
+def lstm():
+    return _core.LSTMKernel(U)
+
+
+def test_import_exposes_version_and_core():
+    assert isinstance(rnnfast.__version__, str) and rnnfast.__version__.count(".") == 2
+    import rnnfast._core as core  # registered by the loader
+
+    assert core is rnnfast._core
+    info = rnnfast.build_info()
+    assert info["isa_level"] in info["supported_levels"]
+    assert info["isa_level"] == info["supported_levels"][0]
+
+
+@pytest.mark.parametrize("bad,err,msg", [
+    (np.zeros((B, T), np.float32), ValueError, r"x must be a 3-D array \(batch, time, features\), got shape \(2, 3\)"),
+    (np.zeros((B, T, I), np.int64), TypeError, r"x has dtype int64, expected float32 or float64"),
+    (np.zeros((B, 0, I), np.float32), ValueError, r"at least one .* got shape \(2, 0, 4\)"),
+    (np.zeros((0, T, I), np.float32), ValueError, r"at least one"),
+    (None, TypeError, r"x must be an array, got None"),
+])
+def test_bad_x(lstm, bad, err, msg):
+    _, k, r, b = lstm_args()
+    with pytest.raises(err, match=msg):
+        lstm.forward(bad, k, r, b)
+
+
+def test_bad_weight_shapes_and_dtypes(lstm):
+    x, k, r, b = lstm_args()
+    with pytest.raises(ValueError, match=r"kernel must have shape \(4, 20\) \(features, 4\*units\), got \(4, 16\)"):
+        lstm.forward(x, k[:, :16], r, b)
+    with pytest.raises(ValueError, match=r"recurrent_kernel must have shape \(5, 20\)"):
+        lstm.forward(x, k, r[:4], b)
+    with pytest.raises(ValueError, match=r"bias must have shape \(20,\)"):
+        lstm.forward(x, k, r, b[:10])
+    with pytest.raises(TypeError, match=r"recurrent_kernel has dtype float64, expected float32 \(the dtype of x\)"):
+        lstm.forward(x, k, r.astype(np.float64), b)
+    with pytest.raises(TypeError, match=r"bias has dtype float16"):
+        lstm.forward(x, k, r, b.astype(np.float16))
+    big_endian = k.astype(">f4")
+    with pytest.raises(TypeError, match=r"kernel has dtype >f4"):
+        lstm.forward(x, big_endian, r, b)
+
+
+def test_gru_bias_shape_follows_reset_after():
+    x = np.zeros((B, T, I))
+    k, r = np.zeros((I, 3 * U)), np.zeros((U, 3 * U))
+    with pytest.raises(ValueError, match=r"bias must have shape \(2, 15\)"):
+        _core.GRUKernel(U).forward(x, k, r, np.zeros(3 * U))
+    with pytest.raises(ValueError, match=r"bias must have shape \(15,\)"):
+        _core.GRUKernel(U, reset_after=False).forward(x, k, r, np.zeros((2, 3 * U)))
+
+
+def test_bad_states(lstm):
+    x, k, r, b = lstm_args()
+    h = np.zeros((B, U), np.float32)
+    with pytest.raises(TypeError, match=r"initial_state must be a pair \(h, c\)"):
+        lstm.forward(x, k, r, b, initial_state=h)
+    with pytest.raises(ValueError, match=r"initial_state must hold 2 arrays"):
+        lstm.forward(x, k, r, b, initial_state=[h, h, h])
+    with pytest.raises(ValueError, match=r"initial_state\[1\] must have shape \(2, 5\)"):
+        lstm.forward(x, k, r, b, initial_state=(h, np.zeros((B, U + 1), np.float32)))
+    gru = _core.GRUKernel(U)
+    with pytest.raises(ValueError, match=r"initial_state must have shape \(2, 5\) \(batch, units\), got \(5,\)"):
+        gru.forward(x, np.zeros((I, 3 * U), np.float32), np.zeros((U, 3 * U), np.float32),
+                    initial_state=np.zeros(U, np.float32))
+
+
+def test_mask_checks_and_dtypes(lstm):
+    x, k, r, b = lstm_args()
+    m = np.array([[1, 0, 1], [1, 1, 0]])
+    with pytest.raises(ValueError, match=r"mask must have shape \(2, 3\) \(batch, time\), got \(3, 2\)"):
+        lstm.forward(x, k, r, b, mask=m.T)
+    with pytest.raises(TypeError, match=r"mask has dtype <U1"):
+        lstm.forward(x, k, r, b, mask=np.array([["a"] * T] * B))
+    y_bool, _ = lstm.forward(x, k, r, b, mask=m.astype(bool))
+    for other in (m, m.astype(np.float32), m.astype(np.uint8)):
+        y, _ = lstm.forward(x, k, r, b, mask=other)
+        np.testing.assert_array_equal(y, y_bool)
+
+
+def test_dropout_mask_shapes(lstm):
+    x, k, r, b = lstm_args()
+    with pytest.raises(ValueError, match=r"input_dropout_mask must have shape \(2, 4\) or \(4, 2, 4\), got \(3, 2, 4\)"):
+        lstm.forward(x, k, r, b, input_dropout_mask=np.ones((3, B, I), np.float32))
+    with pytest.raises(ValueError, match=r"recurrent_dropout_mask must have shape \(2, 5\)"):
+        lstm.forward(x, k, r, b, recurrent_dropout_mask=np.ones((B, U + 1), np.float32))
+    # [1, B, I] is the shared form.
+    m = np.full((B, I), 2.0, np.float32)
+    y1, _ = lstm.forward(x, k, r, b, input_dropout_mask=m)
+    y2, _ = lstm.forward(x, k, r, b, input_dropout_mask=m[None])
+    np.testing.assert_array_equal(y1, y2)
+
+
+def test_out_buffer(lstm):
+    x, k, r, b = lstm_args()
+    out = np.empty((B, T, U), np.float32)
+    y, _ = lstm.forward(x, k, r, b, out=out)
+    assert y is out
+    np.testing.assert_array_equal(out, lstm.forward(x, k, r, b)[0])
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 3, 5\) \(output\), got \(2, 3, 4\)"):
+        lstm.forward(x, k, r, b, out=np.empty((B, T, U - 1), np.float32))
+    with pytest.raises(TypeError, match=r"out has dtype float64, expected float32"):
+        lstm.forward(x, k, r, b, out=np.empty((B, T, U)))
+    with pytest.raises(ValueError, match=r"out must be C-contiguous"):
+        lstm.forward(x, k, r, b, out=np.empty((U, T, B), np.float32).transpose(2, 1, 0))
+    ro = np.empty((B, T, U), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out must be writeable"):
+        lstm.forward(x, k, r, b, out=ro)
+    with pytest.raises(TypeError, match=r"out must be a numpy.ndarray or None"):
+        lstm.forward(x, k, r, b, out=[[0.0]])
+
+
+def test_out_must_not_overlap_inputs():
+    k = _core.SimpleRNNKernel(3)
+    x = np.zeros((2, 4, 3))
+    with pytest.raises(ValueError, match=r"out must not share memory with x"):
+        k.forward(x, np.eye(3), np.eye(3), out=x)
+
+
+def test_non_contiguous_and_list_inputs_are_converted():
+    case = Case("gru", B=3, T=4, I=5, U=6, initial_state=True, seed=2)
+    a = make_arrays(case)
+    y_ref, _ = kernel_forward(case, make_kernel(case), a, training=False)
+    b = dict(a)
+    b["x"] = np.asfortranarray(a["x"])
+    b["kernel"] = np.repeat(a["kernel"], 2, axis=1)[:, ::2]  # a strided view
+    assert not b["kernel"].flags.c_contiguous
+    b["recurrent_kernel"] = a["recurrent_kernel"].tolist()  # Python floats -> float64
+    y, _ = kernel_forward(case, make_kernel(case), b, training=False)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_cache_contract(lstm):
+    x, k, r, b = lstm_args()
+    with pytest.raises(RuntimeError, match=r"needs the cache of a forward\(\.\.\., training=True\)"):
+        lstm.backward(k, r)
+    lstm.forward(x, k, r, b, training=True)
+    assert lstm.has_cache
+    lstm.backward(k, r, doutputs=np.ones((B, T, U), np.float32))
+    assert not lstm.has_cache
+    with pytest.raises(RuntimeError, match=r"each training forward serves one backward"):
+        lstm.backward(k, r)
+    # An inference forward of the same dtype reuses the workspace.
+    lstm.forward(x, k, r, b, training=True)
+    lstm.forward(x, k, r, b, training=False)
+    with pytest.raises(RuntimeError):
+        lstm.backward(k, r)
+    # ... one of the other dtype does not.
+    lstm.forward(x, k, r, b, training=True)
+    lstm.forward(*lstm_args(np.float64))
+    assert lstm.has_cache
+    lstm.backward(k, r)
+
+
+def test_backward_argument_checks(lstm):
+    x, k, r, b = lstm_args()
+    lstm.forward(x, k, r, b, training=True)
+    with pytest.raises(ValueError, match=r"kernel must have shape \(4, 20\)"):
+        lstm.backward(k[:, :10], r)
+    with pytest.raises(ValueError, match=r"doutputs must have shape \(2, 3, 5\)"):
+        lstm.backward(k, r, doutputs=np.ones((B, T, U + 1), np.float32))
+    with pytest.raises(TypeError, match=r"doutputs has dtype float64, expected float32"):
+        lstm.backward(k, r, doutputs=np.ones((B, T, U)))
+    with pytest.raises(TypeError, match=r"dfinal_state must be a pair"):
+        lstm.backward(k, r, dfinal_state=np.ones((B, U), np.float32))
+    with pytest.raises(ValueError, match=r"dbias_out must have shape \(20,\)"):
+        lstm.backward(k, r, dbias_out=np.empty(3, np.float32))
+    # A failed check leaves the cache for a correct call.
+    dx = np.empty((B, T, I), np.float32)
+    got = lstm.backward(k, r, doutputs=np.ones((B, T, U), np.float32), dx_out=dx)
+    assert got[0] is dx
+
+
+def test_backward_without_bias_returns_none():
+    k = _core.SimpleRNNKernel(2)
+    x = np.ones((1, 2, 2))
+    k.forward(x, np.eye(2), np.eye(2), training=True)
+    dx, dh0, dk, dr, db = k.backward(np.eye(2), np.eye(2), doutputs=np.ones((1, 2, 2)))
+    assert db is None and dx.shape == (1, 2, 2) and dh0.shape == (1, 2)
+
+
+@pytest.mark.parametrize("factory,msg", [
+    (lambda: _core.LSTMKernel(0), r"units must be a positive integer, got 0"),
+    (lambda: _core.GRUKernel(-3), r"units must be a positive integer, got -3"),
+    (lambda: _core.SimpleRNNKernel(4, activation="swish"),
+     r"unknown activation 'swish': expected one of 'tanh', 'sigmoid', 'hard_sigmoid', 'relu', 'linear'"),
+    (lambda: _core.LSTMKernel(4, recurrent_activation="softmax"), r"unknown activation 'softmax'"),
+])
+def test_bad_constructor_arguments(factory, msg):
+    with pytest.raises(ValueError, match=msg):
+        factory()
+
+
+def test_threads_setting():
+    n = rnnfast.get_num_threads()
+    try:
+        rnnfast.set_num_threads(1)
+        assert rnnfast.get_num_threads() == 1
+        with pytest.raises(ValueError, match=r"n must be a positive integer, got 0"):
+            rnnfast.set_num_threads(0)
+    finally:
+        rnnfast.set_num_threads(n)
+
+
+def test_nan_inputs_propagate_without_crashing():
+    case = Case("lstm", B=2, T=3, I=2, U=3)
+    a = make_arrays(case)
+    a["x"][1, 1, 0] = np.nan
+    y, _ = kernel_forward(case, make_kernel(case), a, training=False)
+    assert np.isnan(y[1, 1:]).all() and np.isfinite(y[0]).all() and np.isfinite(y[1, 0]).all()
+
+
+def test_properties():
+    k = _core.GRUKernel(7, activation="relu", recurrent_activation="hard_sigmoid",
+                        reset_after=False, go_backwards=True)
+    assert (k.units, k.gates, k.activation, k.recurrent_activation, k.reset_after,
+            k.go_backwards, k.has_cache) == (7, 3, "relu", "hard_sigmoid", False, True, False)
+
+
+def test_inference_matches_training_forward():
+    case = Case("gru", B=4, T=5, I=3, U=8, mask=True, recurrent_dropout=3, seed=4)
+    a = make_arrays(case)
+    y_inf, s_inf = kernel_forward(case, make_kernel(case), a, training=False)
+    y_tr, s_tr = kernel_forward(case, make_kernel(case), a, training=True)
+    np.testing.assert_array_equal(y_inf, y_tr)
+    y_ref, _, _ = reference_forward(case, a)
+    np.testing.assert_allclose(y_inf, y_ref, rtol=1e-10, atol=1e-10)
