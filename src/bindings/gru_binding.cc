@@ -13,9 +13,8 @@ struct GRUTraits {
     if (c.reset_after) return {2, 3 * c.units};
     return {3 * c.units};
   }
-  template <typename T>
-  static typename GRU<T>::Options MakeOptions(const CellConfig& c) {
-    typename GRU<T>::Options o;
+  static GRUOptions MakeOptions(const CellConfig& c) {
+    GRUOptions o;
     o.activation = c.activation;
     o.recurrent_activation = c.recurrent_activation;
     o.reset_after = c.reset_after;

@@ -25,7 +25,7 @@ struct CellConfig {
 };
 
 // Traits (see rnn_binding.cc and friends) supply: kName, kGates, kStates
-// (1, or 2 for LSTM), BiasShape(config) and MakeOptions<T>(config).
+// (1, or 2 for LSTM), BiasShape(config) and MakeOptions(config).
 template <template <typename> class Cell, typename Traits>
 class KernelObject {
  public:
@@ -78,7 +78,7 @@ class KernelObject {
   template <typename T>
   Cell<T>& Get() {
     auto& slot = std::get<std::unique_ptr<Cell<T>>>(cells_);
-    if (!slot) slot.reset(new Cell<T>(Traits::template MakeOptions<T>(config_)));
+    if (!slot) slot.reset(new Cell<T>(Traits::MakeOptions(config_)));
     return *slot;
   }
 

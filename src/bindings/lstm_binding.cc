@@ -10,9 +10,8 @@ struct LSTMTraits {
   static constexpr int kGates = 4;
   static constexpr int kStates = 2;
   static Shape BiasShape(const CellConfig& c) { return {4 * c.units}; }
-  template <typename T>
-  static typename LSTM<T>::Options MakeOptions(const CellConfig& c) {
-    typename LSTM<T>::Options o;
+  static LSTMOptions MakeOptions(const CellConfig& c) {
+    LSTMOptions o;
     o.activation = c.activation;
     o.recurrent_activation = c.recurrent_activation;
     o.go_backwards = c.go_backwards;

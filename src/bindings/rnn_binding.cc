@@ -10,9 +10,8 @@ struct SimpleRNNTraits {
   static constexpr int kGates = 1;
   static constexpr int kStates = 1;
   static Shape BiasShape(const CellConfig& c) { return {c.units}; }
-  template <typename T>
-  static typename SimpleRNN<T>::Options MakeOptions(const CellConfig& c) {
-    typename SimpleRNN<T>::Options o;
+  static SimpleRNNOptions MakeOptions(const CellConfig& c) {
+    SimpleRNNOptions o;
     o.activation = c.activation;
     o.go_backwards = c.go_backwards;
     return o;

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace rnnfast {
@@ -91,6 +92,37 @@ struct CacheInfo {
   bool has_mask = false;
   int input_dropout_count = 0;
   int recurrent_dropout_count = 0;
+};
+
+// The class shared by SimpleRNN, LSTM and GRU (rnn.h, lstm.h, gru.h). Opts is
+// the cell's options struct; it names kGates and declares the Impl that the
+// cell's .cc file defines.
+//
+// An object owns its workspace, which grows to the largest call and is then
+// reused; use one object per thread (or per layer) at a time.
+template <typename T, typename Opts>
+class RecurrentKernel {
+ public:
+  using Options = Opts;
+  static constexpr int kGates = Opts::kGates;
+
+  explicit RecurrentKernel(const Options& options);
+  ~RecurrentKernel();
+  RecurrentKernel(const RecurrentKernel&) = delete;
+  RecurrentKernel& operator=(const RecurrentKernel&) = delete;
+
+  // training = false keeps no cache (inference); true keeps one for Backward.
+  void Forward(bool training, const ForwardArgs<T>& args);
+  // Gradients of the last training Forward; consumes its cache. Throws
+  // std::logic_error without one, std::invalid_argument on missing outputs.
+  void Backward(const BackwardArgs<T>& args);
+  CacheInfo cache() const;
+  const Options& options() const { return options_; }
+
+ private:
+  using Impl = typename Opts::template Impl<T>;
+  Options options_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace rnnfast

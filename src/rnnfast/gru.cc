@@ -10,43 +10,32 @@ using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
-struct GRU<T>::Impl {
+struct GRUOptions::Impl {
   detail::Sequence<T> seq;
   // Per step [B, U]: reset_after: h_{t-1} R_h + br_h (the backward turns it
   // into its gradient); reset_before: r * h_{t-1} (masked), the left operand
   // of the h-gate product.
-  detail::Buffer<T> ra;
-  T* RA(Index s) const { return ra.data() + (seq.training ? s : 0) * seq.B * seq.U; }
+  detail::Buffer<T> ra_buf;
+  T* RA(Index s) const { return ra_buf.data() + (seq.training ? s : 0) * seq.B * seq.U; }
+  void Forward(const GRUOptions& o, bool training, const ForwardArgs<T>& a);
+  void Backward(const GRUOptions& o, const BackwardArgs<T>& a);
 };
 
 template <typename T>
-GRU<T>::GRU(const Options& options) : options_(options), impl_(new Impl) {}
-template <typename T>
-GRU<T>::~GRU() = default;
-
-template <typename T>
-CacheInfo GRU<T>::cache() const {
-  return impl_->seq.Info();
-}
-
-template <typename T>
-void GRU<T>::Forward(bool training, const ForwardArgs<T>& a) {
-  Impl& m = *impl_;
+void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const ForwardArgs<T>& a) {
+  Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  const bool after = options_.reset_after;
-  q.Begin(a, kGates, training, options_.go_backwards, (after ? 2 : 1) * kGates * a.dims.units);
-  m.ra.Reserve(static_cast<std::size_t>((training ? q.Tn : 1) * q.B * q.U));
-  const Activation act = options_.activation, ract = options_.recurrent_activation;
+  const bool after = o.reset_after;
+  q.Begin(a, kGates, training, o.go_backwards, (after ? 2 : 1) * kGates * a.dims.units);
+  m.ra_buf.Reserve(static_cast<std::size_t>((training ? q.Tn : 1) * q.B * q.U));
+  const Activation act = o.activation, ract = o.recurrent_activation;
   const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U, GU = q.GU;
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
-    q.PrepareInputs(team, a, own);
-    team.Sync();
-    q.ProjectInputs(team, a.kernel);
-    team.Sync();
+    q.Prologue(team, a, own);
     const ConstRow<T> bz(bias + ob, up), br(bias + U + ob, up), bh(bias + 2 * U + ob, up);
     // Recurrent biases (reset_after); they alias the input ones otherwise and
     // are not read.
@@ -93,19 +82,19 @@ void GRU<T>::Forward(bool training, const ForwardArgs<T>& a) {
 }
 
 template <typename T>
-void GRU<T>::Backward(const BackwardArgs<T>& a) {
-  Impl& m = *impl_;
+void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a) {
+  Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
   q.BeginBackward(a, 6);
-  const bool after = options_.reset_after;
-  const Activation act = options_.activation, ract = options_.recurrent_activation;
+  const bool after = o.reset_after;
+  const Activation act = o.activation, ract = o.recurrent_activation;
   const Index B = q.B, U = q.U, GU = q.GU;
   auto rg = q.DefaultRecGrads();
   if (after) {  // the h gate's recurrent gradient is d(h_{t-1} R_h + br_h)
-    rg.dg[2] = m.ra.data();
+    rg.dg[2] = m.ra_buf.data();
     rg.ld[2] = U;
   } else {  // the h gate's recurrent product has r * h_{t-1} on the left
-    rg.src[2] = m.ra.data();
+    rg.src[2] = m.ra_buf.data();
   }
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
@@ -113,10 +102,7 @@ void GRU<T>::Backward(const BackwardArgs<T>& a) {
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *t1 = q.Work(2), *t2 = q.Work(3),
       *direct = q.Work(4), *tmp = q.Work(5);
-    if (up > 0) {
-      auto r = Blk(dh_rec + ob, B, up, U);
-      if (a.dh_last != nullptr) r = CBlk(a.dh_last + ob, B, up, U); else r.setZero();
-    }
+    q.CopyOrZero(a.dh_last, own, dh_rec);
     // p: a [B, *] block whose columns [ob, ob + up) are this member's.
     auto zero_masked_rows = [&](Index s, T* p, Index ld) {
       for (Index b = 0; b < B && q.has_mask; ++b)
@@ -168,14 +154,12 @@ void GRU<T>::Backward(const BackwardArgs<T>& a) {
       if (up > 0) Blk(dh_rec + ob, B, up, U) += dir;
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
-    q.WriteLast(a.dh0, dh_rec, own);
-    team.Sync();
-    q.ParameterGrads(team, a, rg, after);
+    q.Epilogue(team, a, rg, own, dh_rec, after);
   });
   q.EndBackward();
 }
 
-template class GRU<float>;
-template class GRU<double>;
+template class RecurrentKernel<float, GRUOptions>;
+template class RecurrentKernel<double, GRUOptions>;
 
 }  // namespace rnnfast

@@ -13,48 +13,26 @@
 // Forward fills y [B, T, U] and h_last [B, U]; with training it keeps what
 // Backward needs. Backward returns dx [B, T, I], dh0 [B, U], dkernel [I, 3U],
 // drecurrent_kernel [U, 3U], dbias (the bias's shape).
-//
-// An object owns its workspace, which grows to the largest call and is then
-// reused; use one object per thread (or per layer) at a time.
 #pragma once
-
-#include <memory>
 
 #include "rnnfast/common.h"
 
 namespace rnnfast {
 
-template <typename T>
-class GRU {
- public:
-  struct Options {
-    Activation activation = Activation::kTanh;
-    Activation recurrent_activation = Activation::kSigmoid;
-    bool reset_after = true;
-    bool go_backwards = false;
-  };
+struct GRUOptions {
   static constexpr int kGates = 3;
-
-  explicit GRU(const Options& options);
-  ~GRU();
-  GRU(const GRU&) = delete;
-  GRU& operator=(const GRU&) = delete;
-
-  // training = false keeps no cache (inference); true keeps one for Backward.
-  void Forward(bool training, const ForwardArgs<T>& args);
-  // Gradients of the last training Forward; consumes its cache. Throws
-  // std::logic_error without one.
-  void Backward(const BackwardArgs<T>& args);
-  CacheInfo cache() const;
-  const Options& options() const { return options_; }
-
- private:
-  struct Impl;
-  Options options_;
-  std::unique_ptr<Impl> impl_;
+  Activation activation = Activation::kTanh;
+  Activation recurrent_activation = Activation::kSigmoid;
+  bool reset_after = true;
+  bool go_backwards = false;
+  template <typename T>
+  struct Impl;  // gru.cc
 };
 
-extern template class GRU<float>;
-extern template class GRU<double>;
+template <typename T>
+using GRU = RecurrentKernel<T, GRUOptions>;
+
+extern template class RecurrentKernel<float, GRUOptions>;
+extern template class RecurrentKernel<double, GRUOptions>;
 
 }  // namespace rnnfast

@@ -10,47 +10,29 @@ using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
-struct LSTM<T>::Impl {
+struct LSTMOptions::Impl {
   detail::Sequence<T> seq;
   detail::Buffer<T> cs;  // cell state entering each step, [slots, B, U]
   T* C(Index s) const { return cs.data() + seq.Slot(s) * seq.B * seq.U; }
+  void Forward(const LSTMOptions& o, bool training, const ForwardArgs<T>& a);
+  void Backward(const LSTMOptions& o, const BackwardArgs<T>& a);
 };
 
 template <typename T>
-LSTM<T>::LSTM(const Options& options) : options_(options), impl_(new Impl) {}
-template <typename T>
-LSTM<T>::~LSTM() = default;
-
-template <typename T>
-CacheInfo LSTM<T>::cache() const {
-  return impl_->seq.Info();
-}
-
-template <typename T>
-void LSTM<T>::Forward(bool training, const ForwardArgs<T>& a) {
-  Impl& m = *impl_;
+void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const ForwardArgs<T>& a) {
+  Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  q.Begin(a, kGates, training, options_.go_backwards, kGates * a.dims.units);
+  q.Begin(a, kGates, training, o.go_backwards, kGates * a.dims.units);
   m.cs.Reserve(static_cast<std::size_t>(q.Slots() * q.B * q.U));
-  const Activation act = options_.activation, ract = options_.recurrent_activation;
+  const Activation act = o.activation, ract = o.recurrent_activation;
   const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U, GU = q.GU;
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
-    q.PrepareInputs(team, a, own);
-    if (up > 0) {
-      auto c0 = Blk(m.C(0) + ob, B, up, U);
-      if (a.c0 != nullptr) {
-        c0 = CBlk(a.c0 + ob, B, up, U);
-      } else {
-        c0.setZero();
-      }
-    }
-    team.Sync();
-    q.ProjectInputs(team, a.kernel);
-    team.Sync();
+    q.Prologue(team, a, own);
+    q.CopyOrZero(a.c0, own, m.C(0));  // c0 (or zeros) for this member's units
     const ConstRow<T> bi(bias + ob, up), bf(bias + U + ob, up), bc(bias + 2 * U + ob, up),
         bo(bias + 3 * U + ob, up);
     for (Index s = 0; s < q.Tn; ++s) {
@@ -82,11 +64,11 @@ void LSTM<T>::Forward(bool training, const ForwardArgs<T>& a) {
 }
 
 template <typename T>
-void LSTM<T>::Backward(const BackwardArgs<T>& a) {
-  Impl& m = *impl_;
+void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>& a) {
+  Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
   q.BeginBackward(a, 6);
-  const Activation act = options_.activation, ract = options_.recurrent_activation;
+  const Activation act = o.activation, ract = o.recurrent_activation;
   const Index B = q.B, U = q.U, GU = q.GU;
   const auto rg = q.DefaultRecGrads();
 
@@ -96,12 +78,8 @@ void LSTM<T>::Backward(const BackwardArgs<T>& a) {
     // dh_rec: dL/dh entering from later steps; dh_tot adds this step's dy.
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *dc = q.Work(2), *t1 = q.Work(3),
       *t2 = q.Work(4), *tmp = q.Work(5);
-    if (up > 0) {
-      auto r = Blk(dh_rec + ob, B, up, U);
-      auto c = Blk(dc + ob, B, up, U);
-      if (a.dh_last != nullptr) r = CBlk(a.dh_last + ob, B, up, U); else r.setZero();
-      if (a.dc_last != nullptr) c = CBlk(a.dc_last + ob, B, up, U); else c.setZero();
-    }
+    q.CopyOrZero(a.dh_last, own, dh_rec);
+    q.CopyOrZero(a.dc_last, own, dc);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       if (up > 0) {
         q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
@@ -136,15 +114,13 @@ void LSTM<T>::Backward(const BackwardArgs<T>& a) {
       q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, kGates, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
-    q.WriteLast(a.dh0, dh_rec, own);
     q.WriteLast(a.dc0, dc, own);
-    team.Sync();
-    q.ParameterGrads(team, a, rg, false);
+    q.Epilogue(team, a, rg, own, dh_rec, false);
   });
   q.EndBackward();
 }
 
-template class LSTM<float>;
-template class LSTM<double>;
+template class RecurrentKernel<float, LSTMOptions>;
+template class RecurrentKernel<double, LSTMOptions>;
 
 }  // namespace rnnfast

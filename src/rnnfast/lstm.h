@@ -8,47 +8,25 @@
 // Forward fills y [B, T, U], h_last and c_last [B, U]; with training it keeps
 // what Backward needs. Backward returns dx [B, T, I], dh0, dc0 [B, U],
 // dkernel [I, 4U], drecurrent_kernel [U, 4U], dbias [4U].
-//
-// An object owns its workspace, which grows to the largest call and is then
-// reused; use one object per thread (or per layer) at a time.
 #pragma once
-
-#include <memory>
 
 #include "rnnfast/common.h"
 
 namespace rnnfast {
 
-template <typename T>
-class LSTM {
- public:
-  struct Options {
-    Activation activation = Activation::kTanh;
-    Activation recurrent_activation = Activation::kSigmoid;
-    bool go_backwards = false;
-  };
+struct LSTMOptions {
   static constexpr int kGates = 4;
-
-  explicit LSTM(const Options& options);
-  ~LSTM();
-  LSTM(const LSTM&) = delete;
-  LSTM& operator=(const LSTM&) = delete;
-
-  // training = false keeps no cache (inference); true keeps one for Backward.
-  void Forward(bool training, const ForwardArgs<T>& args);
-  // Gradients of the last training Forward; consumes its cache. Throws
-  // std::logic_error without one.
-  void Backward(const BackwardArgs<T>& args);
-  CacheInfo cache() const;
-  const Options& options() const { return options_; }
-
- private:
-  struct Impl;
-  Options options_;
-  std::unique_ptr<Impl> impl_;
+  Activation activation = Activation::kTanh;
+  Activation recurrent_activation = Activation::kSigmoid;
+  bool go_backwards = false;
+  template <typename T>
+  struct Impl;  // lstm.cc
 };
 
-extern template class LSTM<float>;
-extern template class LSTM<double>;
+template <typename T>
+using LSTM = RecurrentKernel<T, LSTMOptions>;
+
+extern template class RecurrentKernel<float, LSTMOptions>;
+extern template class RecurrentKernel<double, LSTMOptions>;
 
 }  // namespace rnnfast

@@ -10,35 +10,24 @@ using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
-struct SimpleRNN<T>::Impl {
+struct SimpleRNNOptions::Impl {
   detail::Sequence<T> seq;
+  void Forward(const SimpleRNNOptions& o, bool training, const ForwardArgs<T>& a);
+  void Backward(const SimpleRNNOptions& o, const BackwardArgs<T>& a);
 };
 
 template <typename T>
-SimpleRNN<T>::SimpleRNN(const Options& options) : options_(options), impl_(new Impl) {}
-template <typename T>
-SimpleRNN<T>::~SimpleRNN() = default;
-
-template <typename T>
-CacheInfo SimpleRNN<T>::cache() const {
-  return impl_->seq.Info();
-}
-
-template <typename T>
-void SimpleRNN<T>::Forward(bool training, const ForwardArgs<T>& a) {
-  detail::Sequence<T>& q = impl_->seq;
-  q.Begin(a, kGates, training, options_.go_backwards, a.dims.units);
-  const Activation act = options_.activation;
+void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training, const ForwardArgs<T>& a) {
+  detail::Sequence<T>& q = seq;
+  q.Begin(a, kGates, training, o.go_backwards, a.dims.units);
+  const Activation act = o.activation;
   const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U;
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
-    q.PrepareInputs(team, a, own);
-    team.Sync();
-    q.ProjectInputs(team, a.kernel);
-    team.Sync();
+    q.Prologue(team, a, own);
     const ConstRow<T> b(bias + ob, up);
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
@@ -58,10 +47,10 @@ void SimpleRNN<T>::Forward(bool training, const ForwardArgs<T>& a) {
 }
 
 template <typename T>
-void SimpleRNN<T>::Backward(const BackwardArgs<T>& a) {
-  detail::Sequence<T>& q = impl_->seq;
+void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const BackwardArgs<T>& a) {
+  detail::Sequence<T>& q = seq;
   q.BeginBackward(a, 3);
-  const Activation act = options_.activation;
+  const Activation act = o.activation;
   const Index B = q.B, U = q.U;
   const auto rg = q.DefaultRecGrads();
 
@@ -69,10 +58,7 @@ void SimpleRNN<T>::Backward(const BackwardArgs<T>& a) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *tmp = q.Work(2);
-    if (up > 0) {
-      auto r = Blk(dh_rec + ob, B, up, U);
-      if (a.dh_last != nullptr) r = CBlk(a.dh_last + ob, B, up, U); else r.setZero();
-    }
+    q.CopyOrZero(a.dh_last, own, dh_rec);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       if (up > 0) {
         q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
@@ -85,14 +71,12 @@ void SimpleRNN<T>::Backward(const BackwardArgs<T>& a) {
       q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, 1, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
-    q.WriteLast(a.dh0, dh_rec, own);
-    team.Sync();
-    q.ParameterGrads(team, a, rg, false);
+    q.Epilogue(team, a, rg, own, dh_rec, false);
   });
   q.EndBackward();
 }
 
-template class SimpleRNN<float>;
-template class SimpleRNN<double>;
+template class RecurrentKernel<float, SimpleRNNOptions>;
+template class RecurrentKernel<double, SimpleRNNOptions>;
 
 }  // namespace rnnfast

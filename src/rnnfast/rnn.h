@@ -6,46 +6,24 @@
 // Forward fills y [B, T, U] and h_last [B, U]; with training it keeps what
 // Backward needs. Backward returns dx [B, T, I], dh0 [B, U], dkernel [I, U],
 // drecurrent_kernel [U, U], dbias [U].
-//
-// An object owns its workspace, which grows to the largest call and is then
-// reused; use one object per thread (or per layer) at a time.
 #pragma once
-
-#include <memory>
 
 #include "rnnfast/common.h"
 
 namespace rnnfast {
 
-template <typename T>
-class SimpleRNN {
- public:
-  struct Options {
-    Activation activation = Activation::kTanh;
-    bool go_backwards = false;
-  };
+struct SimpleRNNOptions {
   static constexpr int kGates = 1;
-
-  explicit SimpleRNN(const Options& options);
-  ~SimpleRNN();
-  SimpleRNN(const SimpleRNN&) = delete;
-  SimpleRNN& operator=(const SimpleRNN&) = delete;
-
-  // training = false keeps no cache (inference); true keeps one for Backward.
-  void Forward(bool training, const ForwardArgs<T>& args);
-  // Gradients of the last training Forward; consumes its cache. Throws
-  // std::logic_error without one.
-  void Backward(const BackwardArgs<T>& args);
-  CacheInfo cache() const;
-  const Options& options() const { return options_; }
-
- private:
-  struct Impl;
-  Options options_;
-  std::unique_ptr<Impl> impl_;
+  Activation activation = Activation::kTanh;
+  bool go_backwards = false;
+  template <typename T>
+  struct Impl;  // rnn.cc
 };
 
-extern template class SimpleRNN<float>;
-extern template class SimpleRNN<double>;
+template <typename T>
+using SimpleRNN = RecurrentKernel<T, SimpleRNNOptions>;
+
+extern template class RecurrentKernel<float, SimpleRNNOptions>;
+extern template class RecurrentKernel<double, SimpleRNNOptions>;
 
 }  // namespace rnnfast

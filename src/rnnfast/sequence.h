@@ -171,12 +171,8 @@ class Sequence {
       std::memcpy(in_mask_.data(), a.input_dropout, sizeof(T) * static_cast<std::size_t>(n_in * B * I));
     const Index up = own.size();
     if (up == 0) return;
-    auto h0 = Blk(H(0) + own.begin, B, up, U);
-    if (a.h0 != nullptr) {
-      h0 = CBlk(a.h0 + own.begin, B, up, U);
-    } else {
-      h0.setZero();
-    }
+    CopyOrZero(a.h0, own, H(0));
+    const auto h0 = CBlk(H(0) + own.begin, B, up, U);
     for (int k = 0; k < n_rec; ++k) {
       Blk(rec_mask_.data() + k * B * U + own.begin, B, up, U) =
           CBlk(a.recurrent_dropout + k * B * U + own.begin, B, up, U);
@@ -187,6 +183,14 @@ class Sequence {
     T* rp = rp_.data() + U * G * own.begin;
     for (int g = 0; g < G; ++g)
       Blk(rp + g * up, U, up, G * up) = CBlk(a.recurrent_kernel + g * U + own.begin, U, up, GU);
+  }
+
+  // Everything before the time loop: PrepareInputs, then ProjectInputs.
+  void Prologue(const Team& team, const ForwardArgs<T>& a, Range own) {
+    PrepareInputs(team, a, own);
+    team.Sync();
+    ProjectInputs(team, a.kernel);
+    team.Sync();
   }
 
   // Gates(s) = Xs(s) @ kernel for every step: one GEMM per member (per gate
@@ -246,6 +250,18 @@ class Sequence {
   }
 
   // ---- backward phases ----
+
+  // dst[:, own] = src[:, own], or zeros without src: initial states, and the
+  // gradients entering the last step.
+  void CopyOrZero(const T* src, Range own, T* dst) const {
+    if (own.size() == 0) return;
+    auto d = Blk(dst + own.begin, B, own.size(), U);
+    if (src != nullptr) {
+      d = CBlk(src + own.begin, B, own.size(), U);
+    } else {
+      d.setZero();
+    }
+  }
 
   // dh_tot[:, own] = dy[:, s, own] + dh_rec[:, own].
   void GatherOutputGrad(const BackwardArgs<T>& a, Index s, Range own, const T* dh_rec,
@@ -375,6 +391,14 @@ class Sequence {
     }
   }
 
+  // After the backward time loop: dL/dh0, then (all members) ParameterGrads.
+  void Epilogue(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg, Range own,
+                const T* dh_rec, bool separate_rec_bias) {
+    WriteLast(a.dh0, dh_rec, own);
+    team.Sync();
+    ParameterGrads(team, a, rg, separate_rec_bias);
+  }
+
   static void ColumnSums(const T* p, Index rows, Index cols, Index ld, T* out) {
     Row<T> acc(out, cols);
     acc.setZero();
@@ -401,4 +425,25 @@ class Sequence {
 };
 
 }  // namespace detail
+
+// RecurrentKernel's members forward to the cell's Impl (defined in its .cc,
+// which includes this header and instantiates the class for float and double).
+template <typename T, typename Opts>
+RecurrentKernel<T, Opts>::RecurrentKernel(const Opts& options)
+    : options_(options), impl_(new Impl) {}
+template <typename T, typename Opts>
+RecurrentKernel<T, Opts>::~RecurrentKernel() = default;
+template <typename T, typename Opts>
+void RecurrentKernel<T, Opts>::Forward(bool training, const ForwardArgs<T>& args) {
+  impl_->Forward(options_, training, args);
+}
+template <typename T, typename Opts>
+void RecurrentKernel<T, Opts>::Backward(const BackwardArgs<T>& args) {
+  impl_->Backward(options_, args);
+}
+template <typename T, typename Opts>
+CacheInfo RecurrentKernel<T, Opts>::cache() const {
+  return impl_->seq.Info();
+}
+
 }  // namespace rnnfast
