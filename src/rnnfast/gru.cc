@@ -26,21 +26,26 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
   const bool after = o.reset_after;
-  q.Begin(a, kGates, training, o.go_backwards, (after ? 2 : 1) * kGates * a.dims.units);
+  q.Begin(a, kGates, training, o.go_backwards);
   m.ra_buf.Reserve(static_cast<std::size_t>((training ? q.Tn : 1) * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U, GU = q.GU;
+  // Biases folded into the input projection: all of them, except (with
+  // reset_after) the recurrent h bias, which sits inside r * (...).
+  const T* fold = a.bias;
+  const T* rbias_h = nullptr;
+  if (after && a.bias != nullptr) {
+    T* f = q.BiasWork();
+    detail::Row<T>(f, GU) = detail::ConstRow<T>(a.bias, GU);
+    detail::Row<T>(f, 2 * U) += detail::ConstRow<T>(a.bias + GU, 2 * U);
+    fold = f;
+    rbias_h = a.bias + GU + 2 * U;
+  }
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
-    q.Prologue(team, a, own);
-    const ConstRow<T> bz(bias + ob, up), br(bias + U + ob, up), bh(bias + 2 * U + ob, up);
-    // Recurrent biases (reset_after); they alias the input ones otherwise and
-    // are not read.
-    const T* rb = after ? bias + GU : bias;
-    const ConstRow<T> rbz(rb + ob, up), rbr(rb + U + ob, up), rbh(rb + 2 * U + ob, up);
+    q.Prologue(team, a, own, fold);
     for (Index s = 0; s < q.Tn; ++s) {
       T* g = q.Gates(s) + ob;
       const T* sc = q.Scratch(own);
@@ -50,24 +55,24 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
       if (after) {
         if (up > 0) {
           q.RecurrentProduct(s, own, 0, kGates);
-          detail::Activate<T>(ract, ((gz + CBlk(sc, B, up, ls)).rowwise() + bz).rowwise() + rbz, gz);
-          detail::Activate<T>(ract, ((gr + CBlk(sc + up, B, up, ls)).rowwise() + br).rowwise() + rbr,
-                              gr);
-          ra = CBlk(sc + 2 * up, B, up, ls).rowwise() + rbh;
-          detail::Activate<T>(act, (gh.rowwise() + bh) + gr * ra, gh);
+          detail::Activate<T>(ract, gz + CBlk(sc, B, up, ls), gz);
+          detail::Activate<T>(ract, gr + CBlk(sc + up, B, up, ls), gr);
+          ra = CBlk(sc + 2 * up, B, up, ls);
+          if (rbias_h != nullptr) q.AddRow(m.RA(s), own, rbias_h + ob);
+          detail::Activate<T>(act, gh + gr * ra, gh);
         }
       } else {
         if (up > 0) {
           q.RecurrentProduct(s, own, 0, 2);
-          detail::Activate<T>(ract, (gz + CBlk(sc, B, up, ls)).rowwise() + bz, gz);
-          detail::Activate<T>(ract, (gr + CBlk(sc + up, B, up, ls)).rowwise() + br, gr);
+          detail::Activate<T>(ract, gz + CBlk(sc, B, up, ls), gz);
+          detail::Activate<T>(ract, gr + CBlk(sc + up, B, up, ls), gr);
           ra = gr * CBlk(q.RecSource(2, s) + ob, B, up, U);
         }
         team.Sync();  // the h-gate product reads r * h of every unit
         if (up > 0) {
           detail::Gemm<T>(false, false, B, up, U, m.RA(s), U, q.Rp(own) + 2 * up, ls,
                           q.Scratch(own) + 2 * up, ls, false);
-          detail::Activate<T>(act, (gh + CBlk(sc + 2 * up, B, up, ls)).rowwise() + bh, gh);
+          detail::Activate<T>(act, gh + CBlk(sc + 2 * up, B, up, ls), gh);
         }
       }
       if (up > 0) {

@@ -22,19 +22,16 @@ template <typename T>
 void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const ForwardArgs<T>& a) {
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  q.Begin(a, kGates, training, o.go_backwards, kGates * a.dims.units);
+  q.Begin(a, kGates, training, o.go_backwards);
   m.cs.Reserve(static_cast<std::size_t>(q.Slots() * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U, GU = q.GU;
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
-    q.Prologue(team, a, own);
+    q.Prologue(team, a, own, a.bias);
     q.CopyOrZero(a.c0, own, m.C(0));  // c0 (or zeros) for this member's units
-    const ConstRow<T> bi(bias + ob, up), bf(bias + U + ob, up), bc(bias + 2 * U + ob, up),
-        bo(bias + 3 * U + ob, up);
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
         q.RecurrentProduct(s, own, 0, kGates);
@@ -43,10 +40,10 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
         auto gi = Blk(g, B, up, GU), gf = Blk(g + U, B, up, GU), gc = Blk(g + 2 * U, B, up, GU),
              go = Blk(g + 3 * U, B, up, GU);
         const Index ls = kGates * up;
-        detail::Activate<T>(ract, (gi + CBlk(sc, B, up, ls)).rowwise() + bi, gi);
-        detail::Activate<T>(ract, (gf + CBlk(sc + up, B, up, ls)).rowwise() + bf, gf);
-        detail::Activate<T>(act, (gc + CBlk(sc + 2 * up, B, up, ls)).rowwise() + bc, gc);
-        detail::Activate<T>(ract, (go + CBlk(sc + 3 * up, B, up, ls)).rowwise() + bo, go);
+        detail::Activate<T>(ract, gi + CBlk(sc, B, up, ls), gi);
+        detail::Activate<T>(ract, gf + CBlk(sc + up, B, up, ls), gf);
+        detail::Activate<T>(act, gc + CBlk(sc + 2 * up, B, up, ls), gc);
+        detail::Activate<T>(ract, go + CBlk(sc + 3 * up, B, up, ls), go);
         auto c = Blk(m.C(s + 1) + ob, B, up, U);
         c = gf * CBlk(m.C(s) + ob, B, up, U) + gi * gc;
         auto h = Blk(q.H(s + 1) + ob, B, up, U);

@@ -19,23 +19,21 @@ struct SimpleRNNOptions::Impl {
 template <typename T>
 void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training, const ForwardArgs<T>& a) {
   detail::Sequence<T>& q = seq;
-  q.Begin(a, kGates, training, o.go_backwards, a.dims.units);
+  q.Begin(a, kGates, training, o.go_backwards);
   const Activation act = o.activation;
-  const T* bias = a.bias != nullptr ? a.bias : q.ZeroBias();
   const Index B = q.B, U = q.U;
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
-    q.Prologue(team, a, own);
-    const ConstRow<T> b(bias + ob, up);
+    q.Prologue(team, a, own, a.bias);
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
         q.RecurrentProduct(s, own, 0, 1);
         // The gate cache keeps the new h before masking: the backward needs
         // act's output at this step, and H(s + 1) may be a carried state.
         auto g = Blk(q.Gates(s) + ob, B, up, U);
-        detail::Activate<T>(act, (g + CBlk(q.Scratch(own), B, up, up)).rowwise() + b, g);
+        detail::Activate<T>(act, g + CBlk(q.Scratch(own), B, up, up), g);
         Blk(q.H(s + 1) + ob, B, up, U) = g;
         q.FinishStep(a, s, own);
       }

@@ -58,9 +58,8 @@ class Sequence {
   // Units are split on multiples of a cache line.
   static constexpr Index kAlign = static_cast<Index>(64 / sizeof(T));
 
-  // Checks the forward's arguments and sizes the workspace. bias_len is the
-  // number of bias values the cell reads (zeros stand in when it has none).
-  void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards, Index bias_len) {
+  // Checks the forward's arguments and sizes the workspace.
+  void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards) {
     const Dims& d = a.dims;
     if (d.batch <= 0 || d.time <= 0 || d.input <= 0 || d.units <= 0)
       throw std::invalid_argument("batch, time, input and units must all be positive");
@@ -96,8 +95,7 @@ class Sequence {
     if (has_mask) step_mask_.Reserve(static_cast<std::size_t>(Tn * B));
     rp_.Reserve(static_cast<std::size_t>(U * GU));
     scratch_.Reserve(static_cast<std::size_t>(B * GU));
-    T* zeros = zero_bias_.Reserve(static_cast<std::size_t>(bias_len));
-    std::fill(zeros, zeros + bias_len, T(0));
+    bias_work_.Reserve(static_cast<std::size_t>(GU));
   }
 
   // Checks that a training forward left a cache, and sizes the backward's
@@ -126,7 +124,7 @@ class Sequence {
   // Gate values of step s, [B, G*U]; the backward overwrites them with dL/d(pre-activation).
   T* Gates(Index s) const { return gates_.data() + s * B * GU; }
   T* Work(int k) const { return work_.data() + k * B * U; }
-  const T* ZeroBias() const { return zero_bias_.data(); }
+  T* BiasWork() const { return bias_work_.data(); }  // [G*U] scratch for a cell's bias
   Index XsCopies() const { return (n_in == G && G > 1) ? G : 1; }
   int InIdx(int g) const { return n_in == G ? g : 0; }
   int RecIdx(int g) const { return n_rec == G ? g : 0; }
@@ -186,16 +184,18 @@ class Sequence {
   }
 
   // Everything before the time loop: PrepareInputs, then ProjectInputs.
-  void Prologue(const Team& team, const ForwardArgs<T>& a, Range own) {
+  // bias: [G*U] added to every step's projection, or null.
+  void Prologue(const Team& team, const ForwardArgs<T>& a, Range own, const T* bias) {
     PrepareInputs(team, a, own);
     team.Sync();
-    ProjectInputs(team, a.kernel);
+    ProjectInputs(team, a.kernel, bias);
     team.Sync();
   }
 
-  // Gates(s) = Xs(s) @ kernel for every step: one GEMM per member (per gate
-  // with per-gate input masks), split by rows.
-  void ProjectInputs(const Team& team, const T* kernel) {
+  // Gates(s) = Xs(s) @ kernel + bias for every step: one GEMM per member
+  // (per gate with per-gate input masks), split by rows. Adding the bias here,
+  // row by row, keeps the per-step gate pass free of broadcasts.
+  void ProjectInputs(const Team& team, const T* kernel, const T* bias) {
     const Range r = Split(Tn * B, team.size, team.rank);
     if (r.size() == 0) return;
     if (XsCopies() > 1) {
@@ -206,6 +206,9 @@ class Sequence {
       Gemm<T>(false, false, r.size(), GU, I, Xs(0) + r.begin * I, I, kernel, GU,
               gates_.data() + r.begin * GU, GU, false);
     }
+    if (bias == nullptr) return;
+    const ConstRow<T> b(bias, GU);
+    for (Index row = r.begin; row < r.end; ++row) Row<T>(gates_.data() + row * GU, GU) += b;
   }
 
   // Scratch(own)[:, g-th block] = RecSource(g, s) @ packed kernel, for gates
@@ -233,6 +236,12 @@ class Sequence {
     Blk(a.y + s * U + own.begin, B, up, Tn * U) = h;
     for (int k = 0; k < n_rec; ++k)
       Blk(Hd(k, s + 1) + own.begin, B, up, U) = h * CBlk(RecMask(k) + own.begin, B, up, U);
+  }
+
+  // p[b, own] += row[own - own.begin] for every batch row b of a [B, U] block.
+  void AddRow(T* p, Range own, const T* row) const {
+    const ConstRow<T> r(row, own.size());
+    for (Index b = 0; b < B; ++b) Row<T>(p + b * U + own.begin, own.size()) += r;
   }
 
   // Rows masked at step s get `from` instead of `to` for this member's units.
@@ -420,7 +429,7 @@ class Sequence {
   }
 
  private:
-  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, zero_bias_, dxt_, work_;
+  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_;
   Buffer<std::uint8_t> step_mask_;
 };
 
