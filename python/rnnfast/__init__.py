@@ -1,7 +1,10 @@
 """rnnfast: fast CPU training of SimpleRNN, LSTM and GRU behind the Keras API.
 
-The compiled kernels are ``rnnfast._core`` (chosen at import for this CPU's
-instruction set, see ``build_info()``).
+``import rnnfast as keras`` gives Keras 3's names (``keras.models.Sequential``,
+``keras.layers.LSTM``, ``keras.optimizers.Adam``, ...). The submodules load on
+first use, so ``import rnnfast`` stays fast. The compiled kernels are
+``rnnfast._core`` (chosen at import for this CPU's instruction set, see
+``build_info()``).
 """
 
 __version__ = "0.1.0"
@@ -40,4 +43,28 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["__version__", "build_info", "get_num_threads", "set_num_threads"]
+_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "initializers", "layers",
+               "losses", "metrics", "models", "optimizers", "regularizers", "utils")
+# Top-level names of Keras 3 and where they live.
+_ALIASES = {"Sequential": ("models", "Sequential"), "Input": ("layers", "Input"),
+            "Layer": ("layers", "Layer"), "Variable": ("layers", "Variable"),
+            "InputLayer": ("layers", "InputLayer")}
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _ALIASES:
+        module, attr = _ALIASES[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module 'rnnfast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES) + list(_ALIASES))
+
+
+__all__ = ["__version__", "build_info", "get_num_threads", "set_num_threads", *_SUBMODULES,
+           *_ALIASES]

@@ -1,0 +1,26 @@
+"""A few of keras.backend's functions that tutorials call."""
+
+from __future__ import annotations
+
+from ._config import floatx, set_floatx
+from .layers.layer import reset_names
+
+
+def backend() -> str:
+    return "rnnfast"
+
+
+def clear_session(free_memory=True) -> None:
+    """Resets automatic layer and model names (lstm, lstm_1, ...)."""
+    reset_names()
+
+
+def epsilon() -> float:
+    return 1e-7
+
+
+def image_data_format() -> str:
+    return "channels_last"
+
+
+__all__ = ["backend", "clear_session", "epsilon", "floatx", "image_data_format", "set_floatx"]

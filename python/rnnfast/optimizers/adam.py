@@ -1,0 +1,113 @@
+"""Adam and AdamW (Keras 3 ``keras.optimizers.Adam`` / ``AdamW``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+__all__ = ["Adam", "AdamW"]
+
+
+class Adam(Optimizer):
+    """Adam, with the bias correction folded into the step size, as Keras does::
+
+        t = iterations + 1
+        alpha = learning_rate * sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        m += (g - m) * (1 - beta_1)
+        v += (g * g - v) * (1 - beta_2)
+        v_hat = max(v_hat, v)                     # amsgrad only; then v_hat replaces v
+        w -= m * alpha / (sqrt(v) + epsilon)
+
+    State after the base's: ``momentum`` and ``velocity`` per variable,
+    interleaved (m0, v0, m1, v1, ...), then ``velocity_hat`` per variable with amsgrad.
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, name=name, weight_decay=weight_decay,
+                         clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency,
+                         loss_scale_factor=loss_scale_factor,
+                         gradient_accumulation_steps=gradient_accumulation_steps, **kwargs)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.amsgrad = amsgrad
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            var_list, ["momentum", "velocity"])
+        self._velocity_hats = []
+        if self.amsgrad:
+            self._velocity_hats = self.add_optimizer_variables(var_list, "velocity_hat")
+
+    def update_step(self, gradient, variable, learning_rate):
+        w = variable.value
+        i = self._get_variable_index(variable)
+        m = self._momentums[i]
+        v = self._velocities[i]
+        beta_1 = float(self.beta_1)
+        beta_2 = float(self.beta_2)
+        # Scalars in the variable's dtype (float32), as Keras computes them (np.power, not
+        # `**`: NumPy's scalar `**` can differ from the ufunc by an ulp).
+        f = w.dtype.type
+        one = f(1)
+        step = f(self.iterations + 1)
+        alpha = (f(learning_rate) * np.sqrt(one - np.power(f(beta_2), step))
+                 / (one - np.power(f(beta_1), step)))
+        t = self._scratch(0, w)
+        t2 = self._scratch(1, w)
+
+        np.subtract(gradient, m, out=t)
+        np.multiply(t, 1.0 - beta_1, out=t)
+        np.add(m, t, out=m)
+        np.square(gradient, out=t)
+        np.subtract(t, v, out=t)
+        np.multiply(t, 1.0 - beta_2, out=t)
+        np.add(v, t, out=v)
+        if self.amsgrad:
+            v_hat = self._velocity_hats[i]
+            np.maximum(v_hat, v, out=v_hat)
+            v = v_hat
+        np.sqrt(v, out=t)
+        np.add(t, float(self.epsilon), out=t)
+        np.multiply(m, alpha, out=t2)
+        np.divide(t2, t, out=t2)
+        np.subtract(w, t2, out=w)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                       "amsgrad": self.amsgrad})
+        return config
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``weight_decay`` defaults to 0.004 and is required):
+    before each Adam step, ``w -= w * weight_decay * learning_rate``. Same state as Adam."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, amsgrad=amsgrad, name=name,
+                         weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm, use_ema=use_ema,
+                         ema_momentum=ema_momentum,
+                         ema_overwrite_frequency=ema_overwrite_frequency,
+                         loss_scale_factor=loss_scale_factor,
+                         gradient_accumulation_steps=gradient_accumulation_steps, **kwargs)
+        if self.weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")

@@ -1,0 +1,669 @@
+"""The optimizer base class, with Keras 3's semantics (``keras.optimizers.Optimizer``).
+
+An optimizer updates model variables in place. For the optimizer a variable is
+any object with ``value`` (a NumPy array, updated in place and never rebound),
+``name`` and ``trainable``, and optionally ``constraint`` (array -> array,
+applied after each update) and ``path`` (a unique string).
+
+The optimizer's own state is a list of NumPy arrays (``variables``), in the
+order Keras 3 tracks its variables:
+
+* ``iteration`` (0-d int64), the number of ``apply`` calls that updated;
+* ``learning_rate`` (0-d float32), only while the learning rate is a float
+  (a schedule or a callable holds no state);
+* with ``use_ema``: one moving average per built variable;
+* with ``gradient_accumulation_steps``: one accumulator per built variable;
+* then the slots the subclass creates in ``build`` (see each optimizer).
+
+Per-variable slots follow the order of the variables given to ``build``.
+``get_state()`` copies that list and ``set_state()`` restores it, so an
+optimizer rebuilt on the same variables resumes training bit for bit.
+
+Subclasses implement ``build(var_list)`` (calling ``super().build`` first and
+creating slots with ``add_variable_from_reference``/``add_optimizer_variables``)
+and ``update_step(gradient, variable, learning_rate)``, which updates
+``variable.value`` in place. Built-in optimizers do their arithmetic with NumPy
+ufuncs writing into ``out=`` buffers (slots, the variable itself, or scratch
+buffers reused from step to step), so a step allocates no full-size arrays
+unless clipping or loss scaling is on.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+import warnings
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from .. import _serialization
+from . import schedules as _schedules
+
+__all__ = ["Optimizer"]
+
+_name_uids: Dict[str, int] = {}
+
+
+def _to_snake_case(name: str) -> str:
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _auto_name(prefix: str) -> str:
+    """Keras's auto_name: snake_case, made unique by a counter (adagrad, adagrad_1, ...)."""
+    base = _to_snake_case(prefix)
+    n = _name_uids.get(base, 0)
+    _name_uids[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _is_real(x: Any) -> bool:
+    if isinstance(x, (bool, np.bool_)):
+        return False
+    if isinstance(x, numbers.Real):
+        return True
+    return isinstance(x, np.ndarray) and x.size == 1 and np.issubdtype(x.dtype, np.number) \
+        and not np.issubdtype(x.dtype, np.complexfloating)
+
+
+def _value_of(variable: Any) -> np.ndarray:
+    value = getattr(variable, "value", None)
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(variable, np.ndarray):
+        return variable
+    raise TypeError(f"expected a variable with a NumPy `value` array, received {variable!r}")
+
+
+class Optimizer:
+    """Base class of the optimizers (Keras 3 ``keras.optimizers.Optimizer``).
+
+    Args:
+        learning_rate: a float, a ``schedules.LearningRateSchedule`` (evaluated
+            at ``iterations`` before each update), or a callable taking no
+            arguments that returns the learning rate.
+        weight_decay: if set, decoupled weight decay: before each update every
+            variable (but those excluded with ``exclude_from_weight_decay``)
+            becomes ``var - var * weight_decay * learning_rate``.
+        clipnorm: clips each gradient so that its L2 norm is at most this.
+        clipvalue: clips each gradient element to ``[-clipvalue, clipvalue]``.
+        global_clipnorm: scales all gradients so that their joint L2 norm is at
+            most this. At most one of the three clipping arguments may be set.
+        use_ema: keeps an exponential moving average of the variables:
+            ``average = ema_momentum * average + (1 - ema_momentum) * var``
+            (the first step copies the variables).
+        ema_momentum: the EMA's momentum, in [0, 1].
+        ema_overwrite_frequency: with ``use_ema``, every this many iterations
+            the variables are overwritten with their averages; None: only
+            ``finalize_variable_values`` does.
+        loss_scale_factor: gradients are divided by this before use
+            (``scale_loss`` multiplies a loss by it).
+        gradient_accumulation_steps: an int >= 2: gradients are summed and the
+            variables updated every this many steps with their mean.
+        name: the optimizer's name (unique snake_case class name by default).
+    """
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.",
+                          stacklevel=2)
+        if kwargs:
+            raise ValueError(f"Argument(s) not recognized: {kwargs}")
+
+        if name is None:
+            name = _auto_name(type(self).__name__)
+        self.name = name
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.global_clipnorm = global_clipnorm
+        self.clipvalue = clipvalue
+        self.use_ema = use_ema
+        self.loss_scale_factor = loss_scale_factor
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+
+        if gradient_accumulation_steps:
+            if (not isinstance(gradient_accumulation_steps, numbers.Integral)
+                    or isinstance(gradient_accumulation_steps, bool)
+                    or not gradient_accumulation_steps >= 2):
+                raise ValueError("`gradient_accumulation_steps` must be an integer >= 2. "
+                                 f"Received: gradient_accumulation_steps="
+                                 f"{gradient_accumulation_steps}")
+        if use_ema:
+            if not _is_real(ema_momentum) or ema_momentum > 1 or ema_momentum < 0:
+                raise ValueError("`ema_momentum` must be in the range [0, 1]. "
+                                 f"Received: ema_momentum={ema_momentum}")
+            if ema_overwrite_frequency and (
+                    not isinstance(ema_overwrite_frequency, numbers.Integral)
+                    or ema_overwrite_frequency < 1):
+                raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
+                                 f"Received: ema_overwrite_frequency={ema_overwrite_frequency}")
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                             f"set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        for arg, val in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                         ("global_clipnorm", global_clipnorm), ("weight_decay", weight_decay),
+                         ("loss_scale_factor", loss_scale_factor)):
+            if val is not None and not _is_real(val):
+                raise ValueError(f"Argument `{arg}` must be a float or None. Received: "
+                                 f"{arg}={val!r}")
+
+        self.built = False
+        self._variables: List[np.ndarray] = []       # slots, in creation order
+        self._variable_names: List[str] = []
+        self._trainable_variables: list = []
+        self._trainable_variables_indices: Dict[int, int] = {}
+        self._iterations = np.zeros((), dtype=np.int64)
+        self._scratch_bufs: Dict[Any, List[np.ndarray]] = {}
+        self._scratch_views: Dict[Any, np.ndarray] = {}
+        self._exclude_from_weight_decay: set = set()
+        self._exclude_from_weight_decay_pattern = None
+        self._exclude_from_weight_decay_cache: Dict[int, bool] = {}
+
+        if isinstance(learning_rate, _schedules.LearningRateSchedule) or callable(learning_rate):
+            self._learning_rate = learning_rate
+        else:
+            if not _is_real(learning_rate):
+                raise ValueError(
+                    "Argument `learning_rate` should be float, or an instance of "
+                    "LearningRateSchedule, or a callable (that takes in the current iteration "
+                    "value and returns the corresponding learning rate value). "
+                    f"Received instead: learning_rate={learning_rate!r}")
+            self._learning_rate = np.array(float(learning_rate), dtype=np.float32)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def iterations(self) -> int:
+        """Number of update steps applied (apply calls // gradient_accumulation_steps)."""
+        it = int(self._iterations)
+        if self.gradient_accumulation_steps:
+            return it // self.gradient_accumulation_steps
+        return it
+
+    @property
+    def variables(self) -> List[np.ndarray]:
+        """The optimizer's state arrays (live, not copies), in Keras 3's order."""
+        out = [self._iterations]
+        if isinstance(self._learning_rate, np.ndarray):
+            out.append(self._learning_rate)
+        out.extend(self._variables)
+        return out
+
+    def get_state(self) -> List[np.ndarray]:
+        """Copies of ``variables``: what ``set_state`` needs to resume training exactly."""
+        return [np.array(v, copy=True) for v in self.variables]
+
+    def set_state(self, state: Sequence[Any]) -> None:
+        """Restores ``get_state()``'s list; the optimizer must be built on the same variables."""
+        if not self.built:
+            raise ValueError(
+                "You are calling `set_state()` on an optimizer that has not yet been built. "
+                "Call `optimizer.build(trainable_variables)` first.")
+        targets = self.variables
+        state = list(state)
+        if len(state) != len(targets):
+            raise ValueError(f"Optimizer '{self.name}' has {len(targets)} state arrays, "
+                             f"received {len(state)}.")
+        arrays = []
+        for i, (target, value) in enumerate(zip(targets, state)):
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"Optimizer state array {i} has shape {target.shape}, not "
+                                 f"compatible with the received shape {value.shape}.")
+            arrays.append(value)
+        for target, value in zip(targets, arrays):
+            target[...] = value
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Keras's name for ``set_state``."""
+        self.set_state(weights)
+
+    def save_own_variables(self, store) -> None:
+        """Writes the state as ``store["0"], store["1"], ...`` (Keras's layout)."""
+        for i, v in enumerate(self.variables):
+            store[str(i)] = np.array(v, copy=True)
+
+    def load_own_variables(self, store) -> None:
+        """Reads ``save_own_variables``'s store; warns and skips on a count mismatch, as Keras."""
+        targets = self.variables
+        if len(store.keys()) != len(targets):
+            msg = (f"Skipping variable loading for optimizer '{self.name}', because it has "
+                   f"{len(targets)} variables whereas the saved optimizer has "
+                   f"{len(store.keys())} variables. ")
+            if not self.built:
+                msg += "This is likely because the optimizer has not been called/built yet."
+            warnings.warn(msg, stacklevel=2)
+            return
+        self.set_state([store[str(i)] for i in range(len(targets))])
+
+    # ---------------------------------------------------------- learning rate
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate used by the next step (a schedule is evaluated at ``iterations``)."""
+        return self._get_current_learning_rate()
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate) -> None:
+        if isinstance(learning_rate, _schedules.LearningRateSchedule) or (
+                callable(learning_rate) and not isinstance(learning_rate, np.ndarray)):
+            self._learning_rate = learning_rate
+            return
+        if isinstance(self._learning_rate, _schedules.LearningRateSchedule):
+            raise TypeError(
+                "This optimizer was created with a `LearningRateSchedule` object as its "
+                "`learning_rate` constructor argument, hence its learning rate is not settable. "
+                "If you need the learning rate to be settable, you should instantiate the "
+                "optimizer with a float `learning_rate` argument.")
+        if not _is_real(learning_rate):
+            raise ValueError("The learning rate must be a float, a LearningRateSchedule or a "
+                             f"callable. Received: learning_rate={learning_rate!r}")
+        value = float(np.asarray(learning_rate).reshape(()))
+        if isinstance(self._learning_rate, np.ndarray):
+            self._learning_rate[...] = value
+        else:  # was a callable: becomes a float again (tracked at index 1 of the state)
+            self._learning_rate = np.array(value, dtype=np.float32)
+
+    def _get_current_learning_rate(self) -> float:
+        lr = self._learning_rate
+        if isinstance(lr, np.ndarray):
+            return float(lr)
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            return float(np.asarray(lr(int(self._iterations))).reshape(()))
+        return float(np.asarray(lr()).reshape(()))
+
+    # ---------------------------------------------------------- build / slots
+    def build(self, variables) -> None:
+        """Creates the state for `variables` (their order fixes the state's layout)."""
+        variables = list(variables)
+        if self.use_ema:
+            self._model_variables_moving_average = self.add_optimizer_variables(
+                variables, "average")
+        if self.gradient_accumulation_steps:
+            self._accumulated_gradients = [
+                self.add_variable_from_reference(v, name="gradient_accumulator")
+                for v in variables]
+        self._trainable_variables_indices = {}
+        for i, variable in enumerate(variables):
+            self._trainable_variables_indices[self._var_key(variable)] = i
+        self._trainable_variables = variables[:]
+        self.built = True
+
+    def _var_key(self, variable) -> int:
+        return id(variable)
+
+    def _get_variable_index(self, variable) -> int:
+        return self._trainable_variables_indices[id(variable)]
+
+    def add_variable(self, shape, initializer="zeros", dtype=None, aggregation="none",
+                     name=None) -> np.ndarray:
+        """Adds a state array (zeros, ones, a constant, or ``initializer(shape, dtype)``)."""
+        dtype = np.dtype(np.float32 if dtype is None else dtype)
+        shape = tuple(int(s) for s in shape)
+        if isinstance(initializer, str):
+            key = initializer.lower()
+            if key == "zeros":
+                arr = np.zeros(shape, dtype)
+            elif key == "ones":
+                arr = np.ones(shape, dtype)
+            else:
+                raise ValueError(f"unknown initializer {initializer!r} for an optimizer "
+                                 "variable; use 'zeros', 'ones', a number or a callable")
+        elif _is_real(initializer):
+            arr = np.full(shape, float(np.asarray(initializer).reshape(())), dtype)
+        elif callable(initializer):
+            arr = np.array(initializer(shape, dtype=dtype), dtype=dtype).reshape(shape)
+        else:
+            raise ValueError(f"could not interpret initializer {initializer!r}")
+        self._variables.append(arr)
+        self._variable_names.append(f"{self.name}/{name or 'variable'}")
+        return arr
+
+    def add_variable_from_reference(self, reference_variable, name=None,
+                                    initializer="zeros") -> np.ndarray:
+        """Adds a state array shaped like `reference_variable` (named after its path)."""
+        name = name or "var"
+        path = getattr(reference_variable, "path", None)
+        if path is not None:
+            name = str(path).replace("/", "_") + "_" + name
+        else:
+            ref_name = getattr(reference_variable, "name", "var")
+            name = str(ref_name).replace("/", "_").replace(":", "_") + "_" + name
+        value = _value_of(reference_variable)
+        return self.add_variable(value.shape, initializer=initializer, dtype=value.dtype,
+                                 name=name)
+
+    def add_optimizer_variables(self, trainable_variables, name, initializer="zeros"):
+        """One slot per variable; with a list of names, a tuple of lists created interleaved
+        (variable by variable), as Keras 3 does."""
+        names = [name] if isinstance(name, str) else list(name)
+        inits = initializer if isinstance(initializer, (list, tuple)) else \
+            [initializer] * len(names)
+        if len(inits) != len(names):
+            raise ValueError("The number of provided names must match the number of provided "
+                             f"initializers. Received name={name!r}, "
+                             f"initializer={initializer!r}")
+        lists: tuple = tuple([] for _ in names)
+        for variable in trainable_variables:
+            for i, (n, init) in enumerate(zip(names, inits)):
+                lists[i].append(self.add_variable_from_reference(variable, n, init))
+        return lists[0] if isinstance(name, str) else lists
+
+    def _scratch(self, slot: int, like: np.ndarray) -> np.ndarray:
+        """A reusable buffer shaped like `like` (slot k of this dtype; never aliases another)."""
+        key = (slot, like.shape, like.dtype)
+        view = self._scratch_views.get(key)
+        if view is not None:
+            return view
+        bufs = self._scratch_bufs.setdefault(like.dtype, [])
+        while len(bufs) <= slot:
+            bufs.append(np.empty(0, like.dtype))
+        if bufs[slot].size < like.size:
+            need = like.size
+            for v in self._trainable_variables:  # size it for every built variable at once
+                val = getattr(v, "value", None)
+                if isinstance(val, np.ndarray) and val.dtype == like.dtype:
+                    need = max(need, val.size)
+            bufs[slot] = np.empty(need, like.dtype)
+            for k in [k for k in self._scratch_views if k[0] == slot and k[2] == like.dtype]:
+                del self._scratch_views[k]
+        view = bufs[slot][:like.size].reshape(like.shape)
+        self._scratch_views[key] = view
+        return view
+
+    # Keras-style helpers for subclasses' update_step (variables or state arrays).
+    def assign(self, variable, value) -> None:
+        _value_of(variable)[...] = value
+
+    def assign_add(self, variable, value) -> None:
+        arr = _value_of(variable)
+        np.add(arr, value, out=arr)
+
+    def assign_sub(self, variable, value) -> None:
+        arr = _value_of(variable)
+        np.subtract(arr, value, out=arr)
+
+    # ------------------------------------------------------------ weight decay
+    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
+        """Excludes variables from weight decay: those in `var_list`, and those whose name
+        contains a match of any regular expression in `var_names` (e.g. ``["bias"]``).
+        Each call replaces the previous exclusions."""
+        self._exclude_from_weight_decay = set(id(v) for v in var_list) if var_list else set()
+        if var_names:
+            self._exclude_from_weight_decay_pattern = re.compile(
+                "|".join(sorted(set(var_names))))
+        else:
+            self._exclude_from_weight_decay_pattern = None
+        self._exclude_from_weight_decay_cache = {}
+
+    def _use_weight_decay(self, variable) -> bool:
+        key = id(variable)
+        cached = self._exclude_from_weight_decay_cache.get(key)
+        if cached is not None:
+            return cached
+        use = key not in self._exclude_from_weight_decay
+        pattern = self._exclude_from_weight_decay_pattern
+        if use and pattern is not None and \
+                pattern.search(str(getattr(variable, "name", ""))) is not None:
+            use = False
+        self._exclude_from_weight_decay_cache[key] = use
+        return use
+
+    def _apply_weight_decay(self, variables, learning_rate: float) -> None:
+        wd = self.weight_decay
+        if wd is None or wd == 0:
+            return
+        wd = float(wd)
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                value = variable.value
+                t = self._scratch(0, value)
+                np.multiply(value, wd, out=t)          # var - var * wd * lr, in the var's dtype
+                np.multiply(t, learning_rate, out=t)
+                np.subtract(value, t, out=value)
+
+    # ---------------------------------------------------------------- clipping
+    def _clip_gradients(self, grads: List[np.ndarray]) -> List[np.ndarray]:
+        if self.clipnorm and self.clipnorm > 0:
+            return [self._clip_by_norm(g) for g in grads]
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            return self._clip_by_global_norm(grads, float(self.global_clipnorm))
+        if self.clipvalue and self.clipvalue > 0:
+            v = float(self.clipvalue)
+            return [np.clip(g, -v, v) for g in grads]
+        return grads
+
+    def _clip_by_norm(self, g: np.ndarray) -> np.ndarray:
+        # Keras: g * clipnorm / max(l2norm, clipnorm), in the gradient's dtype; a new array
+        # (the caller's gradient is never modified).
+        f = g.dtype.type
+        clipnorm = f(self.clipnorm)
+        norm = np.sqrt(self._sum_of_squares(g))
+        out = np.multiply(g, clipnorm)
+        np.divide(out, max(norm, clipnorm), out=out)
+        return out
+
+    def _sum_of_squares(self, g: np.ndarray):
+        """sum(g * g) in g's dtype, reduced as NumPy does (a scratch buffer holds g * g)."""
+        t = self._scratch(0, g)
+        np.square(g, out=t)
+        return np.sum(t)
+
+    def _clip_by_global_norm(self, grads: List[np.ndarray], clip_norm: float):
+        # Keras: scale = clip_norm * min(1 / norm, 1 / clip_norm) + (norm - norm) in the
+        # gradients' dtype, so a non-finite norm turns every gradient into NaN.
+        f = grads[0].dtype.type
+        total = np.sum(np.array([self._sum_of_squares(g) for g in grads], dtype=f))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            norm = np.sqrt(total)
+            c = f(clip_norm)
+            scale = c * min(f(1) / norm, f(1) / c) + (norm - norm)
+        if scale == 1:
+            return grads                  # multiplying by one changes nothing
+        return [g * scale for g in grads]
+
+    # ------------------------------------------------------------- updating
+    def scale_loss(self, loss):
+        """Multiplies `loss` by ``loss_scale_factor`` when it is set."""
+        if self.loss_scale_factor is not None:
+            return loss * self.loss_scale_factor
+        return loss
+
+    def apply_gradients(self, grads_and_vars) -> int:
+        """Applies ``[(gradient, variable), ...]``; returns ``iterations``."""
+        pairs = list(grads_and_vars)
+        if not pairs:
+            return self.iterations
+        grads, variables = zip(*pairs)
+        self.apply(list(grads), list(variables))
+        return self.iterations
+
+    def apply(self, grads, trainable_variables=None) -> None:
+        """Updates variables from their gradients (one to one).
+
+        Without `trainable_variables`, the gradients follow the variables the
+        optimizer was built with. The first call builds the optimizer on
+        `trainable_variables`. Gradients that are None (a warning, as Keras)
+        and variables with ``trainable=False`` are skipped."""
+        grads = list(grads)
+        if len(grads) == 0:
+            return
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    "When passing `grads` without `variables`, the optimizer must already be "
+                    "built on a list of variables. Call `optimizer.build(trainable_variables)` "
+                    "first.")
+            if len(grads) != len(self._trainable_variables):
+                raise ValueError(
+                    "When passing `grads` as a list of gradient tensors, the gradients must "
+                    f"match `optimizer.variables` one-to-one. Received a list of {len(grads)} "
+                    f"gradients, but the optimizer is tracking "
+                    f"{len(self._trainable_variables)} trainable variables.")
+            trainable_variables = self._trainable_variables
+        else:
+            trainable_variables = list(trainable_variables)
+            if len(grads) != len(trainable_variables):
+                raise ValueError(f"Received {len(grads)} gradients for "
+                                 f"{len(trainable_variables)} variables.")
+            if not self.built:
+                self.build(trainable_variables)
+                self.built = True
+            for v in trainable_variables:
+                if id(v) not in self._trainable_variables_indices:
+                    raise ValueError(
+                        f"Unknown variable: {getattr(v, 'name', v)!r}. This optimizer can only "
+                        "be called for the variables it was originally built with. When "
+                        "working with a new set of variables, you should recreate a new "
+                        "optimizer instance.")
+
+        kept_grads: List[np.ndarray] = []
+        kept_vars: list = []
+        missing: List[str] = []
+        for g, v in zip(grads, trainable_variables):
+            if not getattr(v, "trainable", True):
+                continue
+            if g is None:
+                missing.append(str(getattr(v, "name", v)))
+                continue
+            kept_grads.append(self._as_gradient(g, v))
+            kept_vars.append(v)
+        if missing:
+            if not kept_grads:
+                raise ValueError("No gradients provided for any variable.")
+            warnings.warn(f"Gradients do not exist for variables {missing} when minimizing "
+                          "the loss. If using `model.compile()`, did you forget to provide a "
+                          "`loss` argument?", stacklevel=2)
+        if not kept_grads:
+            return
+
+        scale = self.loss_scale_factor
+        if scale is not None:
+            kept_grads = [g / scale for g in kept_grads]
+
+        self._backend_apply_gradients(kept_grads, kept_vars)
+
+        for v in kept_vars:
+            constraint = getattr(v, "constraint", None)
+            if constraint is not None:
+                value = v.value
+                value[...] = constraint(value)
+
+    @staticmethod
+    def _as_gradient(g, variable) -> np.ndarray:
+        value = _value_of(variable)
+        g = np.asarray(g)
+        if g.dtype != value.dtype:
+            g = g.astype(value.dtype)
+        if g.shape != value.shape:
+            raise ValueError(f"Gradient of shape {g.shape} does not match variable "
+                             f"{getattr(variable, 'name', '?')!r} of shape {value.shape}.")
+        return g
+
+    def _backend_apply_gradients(self, grads: List[np.ndarray], trainable_variables) -> None:
+        steps = self.gradient_accumulation_steps
+        if steps:
+            acc = [self._accumulated_gradients[self._get_variable_index(v)]
+                   for v in trainable_variables]
+            if (int(self._iterations) + 1) % steps == 0:
+                for g, a in zip(grads, acc):
+                    np.add(a, g, out=a)
+                    np.divide(a, steps, out=a)
+                lr = self.learning_rate
+                grads = self._clip_gradients(acc)
+                self._apply_weight_decay(trainable_variables, lr)
+                self._backend_update_step(grads, trainable_variables, lr)
+                for a in self._accumulated_gradients:
+                    a.fill(0)
+            else:
+                for g, a in zip(grads, acc):
+                    np.add(a, g, out=a)
+        else:
+            lr = self.learning_rate
+            grads = self._clip_gradients(grads)
+            self._apply_weight_decay(trainable_variables, lr)
+            self._backend_update_step(grads, trainable_variables, lr)
+
+        if self.use_ema:
+            self._update_model_variables_moving_average(self._trainable_variables)
+            freq = self.ema_overwrite_frequency
+            if freq and (self.iterations + 1) % freq == 0:
+                self._overwrite_model_variables_with_average_value(self._trainable_variables)
+        np.add(self._iterations, 1, out=self._iterations)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate: float) -> None:
+        for g, v in zip(grads, trainable_variables):
+            self.update_step(g, v, learning_rate)
+
+    def update_step(self, gradient: np.ndarray, variable, learning_rate: float) -> None:
+        """Updates ``variable.value`` in place from `gradient` (subclasses implement it)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------- EMA
+    def _update_model_variables_moving_average(self, trainable_variables) -> None:
+        first = self.iterations == 0
+        for var, average in zip(trainable_variables, self._model_variables_moving_average):
+            value = _value_of(var)
+            f = value.dtype.type         # momentum and 1 - momentum in the variable's dtype
+            momentum = f(0) if first else f(self.ema_momentum)
+            t = self._scratch(0, value)
+            np.multiply(average, momentum, out=average)
+            np.multiply(value, f(1) - momentum, out=t)
+            np.add(average, t, out=average)
+
+    def _overwrite_model_variables_with_average_value(self, trainable_variables) -> None:
+        averages = self._model_variables_moving_average
+        if len(trainable_variables) != len(averages):
+            raise ValueError(
+                f"The length of model variables ({len(trainable_variables)}) to override does "
+                "not match the length of model variables stored in the optimizer "
+                f"({len(averages)}). Please check if the optimizer was called on your model.")
+        for var, average in zip(trainable_variables, averages):
+            _value_of(var)[...] = average
+
+    def finalize_variable_values(self, var_list) -> None:
+        """With ``use_ema``, overwrites the variables with their moving averages."""
+        if self.use_ema:
+            self._overwrite_model_variables_with_average_value(list(var_list))
+
+    # --------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        lr = self._learning_rate
+        if isinstance(lr, _schedules.LearningRateSchedule):
+            learning_rate: Any = _schedules.serialize(lr)
+        elif isinstance(lr, np.ndarray):
+            learning_rate = float(lr)
+        else:
+            learning_rate = _serialization.serialize_object(lr, "builtins")
+        return {
+            "name": self.name,
+            "learning_rate": learning_rate,
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "loss_scale_factor": self.loss_scale_factor,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Builds the optimizer from ``get_config()`` (a schedule dict is deserialized)."""
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = _schedules.deserialize(config["learning_rate"],
+                                                             custom_objects=custom_objects)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
