@@ -202,10 +202,9 @@ class Sequential(Layer):
                 raise ValueError(f"Layer '{layer.name}' returned several outputs: Sequential models "
                                  f"need one output per layer (return_state must be False)")
             mask = layer.compute_mask(x, mask)
-            if training and layer.activity_regularizer is not None:
-                self._outputs.append(y)
-            else:
-                self._outputs.append(None)
+            # Outputs kept for activity regularizers (their penalty counts in
+            # training and evaluation alike, as in Keras).
+            self._outputs.append(y if layer.activity_regularizer is not None else None)
             x = y
         return x, mask
 
@@ -240,7 +239,10 @@ class Sequential(Layer):
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto",
                 auto_scale_loss=True):
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = losses_module.get(loss) if loss is not None else None
+        self.loss = loss  # as given, like Keras; resolved on the first batch
+        self._loss_obj = None
+        if loss is not None and not (isinstance(loss, str) and loss.lower() in ("crossentropy", "ce")):
+            self._loss_obj = losses_module.get_compile_loss(loss)  # bad names fail here
         if isinstance(loss_weights, (list, tuple)):
             if len(loss_weights) != 1:
                 raise ValueError(f"loss_weights: a Sequential model has one output, got "
@@ -265,16 +267,17 @@ class Sequential(Layer):
             return [metrics]
         return list(metrics)
 
-    def _resolve_metrics(self, y_true, y_pred):
-        resolved = []
-        for spec, weighted in self._metric_specs:
-            if isinstance(spec, str) and spec in ("accuracy", "acc"):
-                m = metrics_module.resolve_accuracy(self.loss, np.shape(y_true), np.shape(y_pred))
-                m.name = spec
-            else:
-                m = metrics_module.get(spec)
-            resolved.append((m, weighted))
-        self._compile_metrics = resolved
+    def _resolve(self, y_true, y_pred):
+        """Loss and metrics that depend on the data's shapes ("crossentropy",
+        "accuracy"), resolved on the first batch as Keras does."""
+        if self._loss_obj is None:
+            self._loss_obj = losses_module.get_compile_loss(self.loss, np.shape(y_true),
+                                                           np.shape(y_pred))
+        if self._compile_metrics is None:
+            self._compile_metrics = [
+                (metrics_module.get_compile_metric(spec, np.shape(y_true), np.shape(y_pred),
+                                                   loss=self._loss_obj), weighted)
+                for spec, weighted in self._metric_specs]
 
     @property
     def metrics(self):
@@ -299,38 +302,46 @@ class Sequential(Layer):
 
     def _update_metrics(self, y, y_pred, sample_weight, mask, batch_size, loss_value):
         self._loss_tracker.update_state(loss_value, sample_weight=batch_size)
-        if self._compile_metrics is None:
-            self._resolve_metrics(y, y_pred)
         for m, weighted in self._compile_metrics:
             sw = sample_weight if weighted else None
             if mask is not None:
                 sw = mask.astype(np.float32) if sw is None else sw * mask
             m.update_state(y, y_pred, sample_weight=sw)
 
-    def _train_step(self, x, y, sample_weight):
+    def _compute_gradients(self, x, y, sample_weight=None):
+        """One forward and backward pass: (loss, y_pred, output mask, [(variable,
+        gradient)]) for the trainable variables, regularizers included."""
         y_pred, mask = self._forward(x, training=True)
-        loss_value, grad = self.loss.value_and_grad(y, y_pred, sample_weight=sample_weight, mask=mask)
+        self._resolve(y, y_pred)
+        loss_value, grad = self._loss_obj.value_and_grad(y, y_pred, sample_weight=sample_weight,
+                                                         mask=mask)
         if self._loss_weight != 1.0:
             loss_value *= self._loss_weight
             grad = grad * self._loss_weight
-        loss_value += self._regularization()
+        loss_value = float(loss_value) + self._regularization()
+        for v in self.weights:
+            v.grad = None
         self.backward(np.asarray(grad, dtype=y_pred.dtype))
-        variables = self.trainable_weights
-        grads = []
-        for v in variables:
+        pairs = []
+        for v in self.trainable_weights:
             g = v.grad
-            if g is not None and v.regularizer is not None:
+            if g is None:  # a layer that does not reach the loss (not in a Sequential stack)
+                g = np.zeros_like(v.value)
+            if v.regularizer is not None:
                 g = g + v.regularizer.gradient(v.value)
-            grads.append(g)
-        self.optimizer.apply(grads, variables)
+            pairs.append((v, g))
+        return loss_value, y_pred, mask, pairs
+
+    def _train_step(self, x, y, sample_weight):
+        loss_value, y_pred, mask, pairs = self._compute_gradients(x, y, sample_weight)
+        self.optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
         self._update_metrics(y, y_pred, sample_weight, mask, x.shape[0], loss_value)
         return loss_value
 
     def _test_step(self, x, y, sample_weight):
         y_pred, mask = self._forward(x, training=False)
-        self._outputs = [None] * len(self._stack)
-        loss_value = self.loss(y, y_pred, sample_weight=sample_weight) if mask is None else \
-            self.loss.value_and_grad(y, y_pred, sample_weight=sample_weight, mask=mask)[0]
+        self._resolve(y, y_pred)
+        loss_value = self._loss_obj(y, y_pred, sample_weight=sample_weight, mask=mask)
         loss_value = float(loss_value) * self._loss_weight + self._regularization()
         self._update_metrics(y, y_pred, sample_weight, mask, x.shape[0], loss_value)
 
@@ -419,6 +430,8 @@ class Sequential(Layer):
             logs = epoch_logs
             if self.stop_training:
                 break
+        if getattr(self.optimizer, "use_ema", False):
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbks.on_train_end(logs)
         self.history = next(c for c in cbks.callbacks if isinstance(c, callbacks_module.History))
         return self.history

@@ -357,7 +357,7 @@ class CellLayer(RNN):
                  activity_regularizer=None, implementation=None, use_cudnn="auto", **kwargs):
         # implementation and use_cudnn: Keras's choices of slow paths, which
         # rnnfast does not need; accepted for compatibility.
-        cell = self.CELL(name=self.CELL_NAME, **cell_kwargs)
+        cell = self.CELL(name=self.CELL_NAME, dtype=kwargs.get("dtype"), **cell_kwargs)
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state,
                          go_backwards=go_backwards, stateful=stateful, unroll=unroll,
                          zero_output_for_mask=zero_output_for_mask,
