@@ -217,15 +217,27 @@ CONFIGURED = [
      {"seed": None, "minval": -1, "maxval": 2}),
     (I.TruncatedNormal(stddev=0.3, seed=4), {"seed": 4, "mean": 0.0, "stddev": 0.3}),
     (I.VarianceScaling(scale=2.0, mode="fan_out", distribution="uniform", seed=5),
-     {"seed": 5, "scale": 2.0, "mode": "fan_out", "distribution": "uniform"}),
-    (I.GlorotUniform(seed=6), {"seed": 6}),
-    (I.GlorotNormal(), {"seed": None}),
-    (I.HeNormal(seed=7), {"seed": 7}),
-    (I.HeUniform(), {"seed": None}),
-    (I.LecunNormal(), {"seed": None}),
-    (I.LecunUniform(seed=8), {"seed": 8}),
+     {"seed": 5, "scale": 2.0, "mode": "fan_out", "distribution": "uniform",
+      "input_axes": None, "output_axes": None}),
+    (I.GlorotUniform(seed=6), {"seed": 6, "input_axes": None, "output_axes": None}),
+    (I.GlorotNormal(), {"seed": None, "input_axes": None, "output_axes": None}),
+    (I.HeNormal(seed=7), {"seed": 7, "input_axes": None, "output_axes": None}),
+    (I.HeUniform(), {"seed": None, "input_axes": None, "output_axes": None}),
+    (I.LecunNormal(), {"seed": None, "input_axes": None, "output_axes": None}),
+    (I.LecunUniform(seed=8), {"seed": 8, "input_axes": None, "output_axes": None}),
     (I.Orthogonal(gain=0.5, seed=9), {"seed": 9, "gain": 0.5}),
+    # Keras 3.15: fans from explicit axes.
+    (I.GlorotUniform(input_axes=[0, 1], output_axes=[2]),
+     {"seed": None, "input_axes": [0, 1], "output_axes": [2]}),
 ]
+
+
+def test_fans_from_axes():
+    assert I.compute_fans((3, 4, 5), input_axes=[0, 1], output_axes=[2]) == (12, 5)
+    assert I.compute_fans((3, 4, 5), input_axes=[0], output_axes=[1, 2]) == (3, 20)
+    limit = np.sqrt(6.0 / (12 + 5))
+    w = I.GlorotUniform(seed=0, input_axes=[0, 1], output_axes=[2])((3, 4, 5))
+    assert np.abs(w).max() <= limit and np.abs(w).max() > 0.8 * limit
 
 
 @pytest.mark.parametrize("init,config", CONFIGURED, ids=lambda v: type(v).__name__)

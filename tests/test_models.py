@@ -194,6 +194,22 @@ def test_bidirectional_equals_two_layers_by_hand():
         b2(x)
         b2.set_weights(w)
         np.testing.assert_allclose(b2(x), fn(fwd(x), bwd(x)[:, ::-1]), rtol=1e-5, atol=1e-6)
+    # With a mask, each direction zeroes its masked outputs (Keras's
+    # zero_output_for_mask), the backward one in its own (reversed) order.
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2, [True] * 2 + [False] * 4])
+    fwd_z = layers.LSTM(5, return_sequences=True, zero_output_for_mask=True)
+    bwd_z = layers.LSTM(5, return_sequences=True, go_backwards=True, zero_output_for_mask=True)
+    fwd_z(x), bwd_z(x)
+    fwd_z.set_weights(w[:3])
+    bwd_z.set_weights(w[3:])
+    by_hand = np.concatenate([fwd_z(x, mask=mask), bwd_z(x, mask=mask)[:, ::-1]], axis=-1)
+    np.testing.assert_allclose(bi(x, mask=mask), by_hand, rtol=1e-6)
+    assert np.all(by_hand[~mask] == 0) and np.all(np.abs(by_hand[mask]).sum(-1) > 0)
+    back_alone = layers.LSTM(5, return_sequences=True, go_backwards=True)
+    back_alone(x)
+    back_alone.set_weights(w[3:])
+    carried = back_alone(x, mask=mask)[:, ::-1]  # without zeroing: the carried state
+    np.testing.assert_allclose(by_hand[1, :4, 5:], carried[1, :4], rtol=1e-6)
     none = layers.Bidirectional(layers.LSTM(5), merge_mode=None)
     none(x)
     none.set_weights(w)

@@ -83,13 +83,18 @@ def _standardize_shape(shape) -> tuple:
     return tuple(out)
 
 
-def compute_fans(shape) -> tuple[int, int]:
+def compute_fans(shape, input_axes=None, output_axes=None) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight shape, as Keras computes them.
 
-    Scalars: (1, 1); vectors: (n, n); matrices ``(in, out)``; higher ranks
-    are convolution kernels ``(..., input_depth, depth)`` whose leading
-    dimensions form the receptive field."""
+    With both ``input_axes`` and ``output_axes`` (Keras 3.15), the fans are
+    the products of those axes' sizes. Otherwise: scalars (1, 1); vectors
+    (n, n); matrices ``(in, out)``; higher ranks are convolution kernels
+    ``(..., input_depth, depth)`` whose leading dimensions form the receptive
+    field."""
     shape = tuple(shape)
+    if input_axes is not None and output_axes is not None:
+        return (int(np.prod([shape[a] for a in input_axes], dtype=np.int64)),
+                int(np.prod([shape[a] for a in output_axes], dtype=np.int64)))
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -301,7 +306,10 @@ class VarianceScaling(RandomInitializer):
     _MODES = ("fan_in", "fan_out", "fan_avg")
     _DISTRIBUTIONS = ("uniform", "truncated_normal", "untruncated_normal")
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
+        self.input_axes = None if input_axes is None else list(input_axes)
+        self.output_axes = None if output_axes is None else list(output_axes)
         if not isinstance(scale, numbers.Real) or scale <= 0.0:
             raise ValueError(f"Argument `scale` must be positive float. Received: scale={scale}")
         if mode not in self._MODES:
@@ -319,7 +327,7 @@ class VarianceScaling(RandomInitializer):
         super().__init__(seed=seed)
 
     def _variance(self, shape) -> float:
-        fan_in, fan_out = compute_fans(shape)
+        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
         if self.mode == "fan_in":
             n = max(1.0, fan_in)
         elif self.mode == "fan_out":
@@ -344,7 +352,8 @@ class VarianceScaling(RandomInitializer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "scale": self.scale, "mode": self.mode,
-                "distribution": self.distribution}
+                "distribution": self.distribution, "input_axes": self.input_axes,
+                "output_axes": self.output_axes}
 
 
 class _FixedVarianceScaling(VarianceScaling):
@@ -352,11 +361,12 @@ class _FixedVarianceScaling(VarianceScaling):
 
     _PARAMS: dict = {}
 
-    def __init__(self, seed=None):
-        super().__init__(seed=seed, **self._PARAMS)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(seed=seed, input_axes=input_axes, output_axes=output_axes, **self._PARAMS)
 
     def get_config(self) -> dict:
-        return {"seed": self._init_seed}
+        return {"seed": self._init_seed, "input_axes": self.input_axes,
+                "output_axes": self.output_axes}
 
 
 class GlorotUniform(_FixedVarianceScaling):

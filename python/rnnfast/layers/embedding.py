@@ -13,15 +13,17 @@ from .layer import Layer
 class Embedding(Layer):
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
-                 weights=None, lora_rank=None, input_length=None, **kwargs):
+                 weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
+                 input_length=None, **kwargs):
         # input_length: Keras 2's argument, accepted (and unused) so that old
         # tutorials run; the sequence length comes from the data.
         super().__init__(**kwargs)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {v!r}")
-        if lora_rank is not None:
-            raise ValueError("Embedding: lora_rank is not supported by rnnfast")
+        if lora_rank is not None or quantization_config is not None:
+            raise ValueError("Embedding: lora_rank and quantization_config are not supported by "
+                             "rnnfast")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
         self.embeddings_initializer = initializers_module.get(embeddings_initializer)

@@ -7,15 +7,15 @@ from .layer import Layer, normalize_shape
 
 class InputLayer(Layer):
     def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
-                 input_tensor=None, optional=False, name=None, **kwargs):
+                 input_tensor=None, optional=False, name=None, ragged=None, **kwargs):
         # Keras 2 configs write batch_input_shape / input_shape.
         batch_input_shape = kwargs.pop("batch_input_shape", None)
         input_shape = kwargs.pop("input_shape", None)
         if isinstance(dtype, dict):
             dtype = (dtype.get("config") or {}).get("name")
         super().__init__(name=name, **kwargs)
-        if sparse:
-            raise ValueError("InputLayer: sparse inputs are not supported by rnnfast")
+        if sparse or ragged:
+            raise ValueError("InputLayer: sparse and ragged inputs are not supported by rnnfast")
         if batch_shape is None:
             batch_shape = batch_input_shape
         if batch_shape is None:
@@ -39,7 +39,7 @@ class InputLayer(Layer):
 
     def get_config(self):
         return {"batch_shape": list(self.batch_shape), "dtype": self.input_dtype, "sparse": False,
-                "name": self.name}
+                "ragged": False, "optional": False, "name": self.name}
 
 
 class KerasTensor:

@@ -256,11 +256,13 @@ class RNN(Layer):
             None if cell.bias is None else cell.bias.value, initial_state=initial_state, mask=mask,
             input_dropout_mask=din, recurrent_dropout_mask=drec, training=training, out=out)
         final = list(final) if cell.STATES > 1 else [final]
-        zero_masked = mask is not None and self.zero_output_for_mask and self.return_sequences
-        if zero_masked:
-            y *= mask[:, :, None]
+        out_mask = None
+        if mask is not None and self.zero_output_for_mask and self.return_sequences:
+            # Outputs are in processing order, the mask in the inputs' order.
+            out_mask = mask[:, ::-1, None] if self.go_backwards else mask[:, :, None]
+            y *= out_mask
         if training:
-            self._cache = {"shape": x.shape, "mask": mask if zero_masked else None}
+            self._cache = {"shape": x.shape, "mask": out_mask}
         if self.stateful:
             self.states = [s.copy() for s in final]
         output = y if self.return_sequences else final[0]
@@ -279,7 +281,7 @@ class RNN(Layer):
         if self.return_sequences:
             doutputs = np.asarray(grad, dtype=cell.compute_dtype)
             if cache["mask"] is not None:
-                doutputs = doutputs * cache["mask"][:, :, None]
+                doutputs = doutputs * cache["mask"]
         else:
             dh = np.asarray(grad, dtype=cell.compute_dtype)
             dfinal = (dh, None) if cell.STATES > 1 else dh
