@@ -525,23 +525,75 @@ class Sequential(Layer):
             if hasattr(layer, "reset_state") and getattr(layer, "stateful", False):
                 layer.reset_state()
 
-    # ---- weights, summary, config ------------------------------------------------------
+    # ---- saving ------------------------------------------------------------------------
+
+    def save(self, filepath, overwrite=True, include_optimizer=True, **kwargs):
+        """Architecture, weights, compile settings and optimizer state in one
+        file, written atomically (rnnfast.saving describes the format)."""
+        from . import saving
+
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True):
-        """Writes the weights to one NumPy .npz file (no pickle), atomically."""
+        """Writes the weights to one uncompressed NumPy .npz (no pickle), atomically."""
+        from . import saving
+
         if not overwrite and os.path.exists(filepath):
             raise FileExistsError(f"{filepath} exists and overwrite=False")
-        arrays = {f"{i:04d}:{v.path}": v.value for i, v in enumerate(self.weights)}
-        _atomic_write(filepath, lambda f: np.savez(f, **arrays))
+        saving.write_atomically(filepath, saving._npz_bytes(
+            (f"w{i:04d}", v.value) for i, v in enumerate(self.weights)))
 
     def load_weights(self, filepath):
-        try:
-            with np.load(filepath, allow_pickle=False) as data:
-                names = sorted(data.files)
-                values = [data[k] for k in names]
-        except (OSError, ValueError) as e:
-            raise ValueError(f"could not read weights from {filepath!r}: {e}") from e
-        self.set_weights(values)
+        from . import saving
+
+        if not os.path.exists(filepath):
+            raise FileNotFoundError(f"No weights file at {os.fspath(filepath)!r}")
+        with open(filepath, "rb") as f:
+            data = f.read()
+        weights = saving.read_npz(data, os.fspath(filepath), expected=len(self.weights))
+        self.set_weights([a for _, a in weights])
+
+    def get_compile_config(self):
+        """What compile() was given, serialized (Keras 3's compile_config)."""
+        if not self.compiled:
+            return None
+
+        def ser(module, obj):
+            return obj if isinstance(obj, str) or obj is None else module.serialize(obj)
+
+        return {"optimizer": optimizers_module.serialize(self.optimizer),
+                "loss": ser(losses_module, self.loss),
+                "metrics": [ser(metrics_module, m) for m, w in self._metric_specs if not w],
+                "weighted_metrics": [ser(metrics_module, m) for m, w in self._metric_specs if w],
+                "loss_weights": None if self._loss_weight == 1.0 else self._loss_weight}
+
+    def compile_from_config(self, config, custom_objects=None):
+        custom_objects = dict(custom_objects or {})
+
+        def resolve(identifier, module, kind):
+            if isinstance(identifier, str):
+                if identifier in custom_objects:
+                    return custom_objects[identifier]
+                if identifier.lower() in ("accuracy", "acc", "crossentropy", "ce"):
+                    return identifier
+                try:
+                    module.get(identifier)
+                except ValueError:
+                    raise ValueError(f"the model was compiled with the {kind} {identifier!r}, which "
+                                     f"rnnfast does not know: pass custom_objects="
+                                     f"{{{identifier!r}: ...}} or compile=False") from None
+                return identifier
+            return module.deserialize(identifier, custom_objects=custom_objects)
+
+        self.compile(
+            optimizer=optimizers_module.deserialize(config["optimizer"], custom_objects=custom_objects),
+            loss=resolve(config["loss"], losses_module, "loss") if config.get("loss") else None,
+            metrics=[resolve(m, metrics_module, "metric") for m in config.get("metrics") or []],
+            weighted_metrics=[resolve(m, metrics_module, "metric")
+                              for m in config.get("weighted_metrics") or []],
+            loss_weights=config.get("loss_weights"))
+
+    # ---- weights, summary, config ------------------------------------------------------
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
@@ -622,6 +674,14 @@ class Sequential(Layer):
                            "registered_name": None}, **kwargs)
 
 
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Reads a model written by model.save (rnnfast.saving describes the format)."""
+    from . import saving
+
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile,
+                             safe_mode=safe_mode)
+
+
 def model_from_json(json_string, custom_objects=None):
     import json
 
@@ -636,4 +696,4 @@ def clear_session():
     reset_names()
 
 
-__all__ = ["Sequential", "clear_session", "model_from_json"]
+__all__ = ["Sequential", "clear_session", "load_model", "model_from_json"]

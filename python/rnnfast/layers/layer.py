@@ -55,6 +55,33 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
+class BudgetExceeded(ValueError):
+    """Raised by add_weight when a loader's allocation budget would be exceeded."""
+
+
+_budget = None  # bytes add_weight may still allocate (None: no limit)
+
+
+class allocation_budget:
+    """While active, add_weight refuses to allocate more than `nbytes` in all:
+    a model rebuilt from a file's config cannot claim more memory than the
+    file's weights (a forged config cannot make the loader run out of memory)."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = int(nbytes)
+
+    def __enter__(self):
+        global _budget
+        self._saved = _budget
+        _budget = self.nbytes
+        return self
+
+    def __exit__(self, *exc):
+        global _budget
+        _budget = self._saved
+        return False
+
+
 class Variable:
     """A weight: a NumPy array updated in place, plus Keras's attributes.
 
@@ -149,6 +176,13 @@ class Layer:
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
                    regularizer=None, constraint=None, dtype=None):
         shape = normalize_shape(shape)
+        global _budget
+        if _budget is not None:
+            nbytes = int(np.prod(shape, dtype=np.float64)) * self.compute_dtype.itemsize
+            if nbytes > _budget:
+                raise BudgetExceeded(f"weight '{name}' of layer '{self.name}' with shape {shape} "
+                                     f"needs {nbytes} bytes")
+            _budget -= nbytes
         init = initializers_module.get(initializer)
         value = np.asarray(init(shape, dtype=self.compute_dtype.name), dtype=self.compute_dtype)
         if value.shape != shape:

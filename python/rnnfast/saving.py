@@ -1,0 +1,291 @@
+"""rnnfast's own model file: architecture, weights, compile settings and
+optimizer state in one zip archive (recommended suffix ``.rnnfast``).
+
+Members (all small JSON documents are deflated; arrays are stored
+uncompressed, so that the memory a file can make the loader allocate is
+bounded by the file's own size):
+
+- ``metadata.json``: ``{"format": "rnnfast.model", "format_version": 1,
+  "rnnfast_version", "date_saved", "weights": [variable paths],
+  "optimizer_state": n, "rng": {...}}``
+- ``config.json``: the model's config as Keras 3 writes it
+  (``{"module": "keras", "class_name": "Sequential", "config": {...}}``) and
+  ``compile_config`` (optimizer, loss, metrics, loss_weights).
+- ``model.weights.npz``: the weights, ``w0000``, ``w0001``, ... in
+  ``model.weights`` order (NumPy .npy members, read with allow_pickle=False).
+- ``optimizer.npz``: the optimizer's state (``optimizer.get_state()``).
+
+Nothing in a file is executed on load: JSON and raw .npy arrays only. Writes
+go to a temporary file beside the target, which is then renamed over it, so
+an interrupted save never leaves a half-written file where a good one was.
+Loading restores rnnfast's random state as it was at save time, so that
+training resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from . import _rng
+from .layers import layer as layer_module
+
+FORMAT = "rnnfast.model"
+FORMAT_VERSION = 1
+MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_ARRAYS = 1_000_000
+
+_REQUIRED = ("metadata.json", "config.json", "model.weights.npz")
+
+
+class FormatError(ValueError):
+    """A file that is not a readable rnnfast model (missing, truncated, corrupted, other version)."""
+
+
+# ---- writing ---------------------------------------------------------------------------
+
+def _npz_bytes(arrays) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays:
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
+            zf.writestr(name + ".npy", member.getvalue())
+    return buf.getvalue()
+
+
+def _rng_state(model):
+    layer_states = {}
+    for layer in _all_layers(model):
+        rng = getattr(layer, "_rng", None)
+        if isinstance(rng, np.random.Generator):
+            layer_states[layer.name] = rng.bit_generator.state
+    return {"global": _rng.global_rng().bit_generator.state, "layers": layer_states}
+
+
+def _all_layers(model):
+    out = []
+
+    def walk(layer):
+        out.append(layer)
+        for sub in getattr(layer, "_layers", []):
+            walk(sub)
+
+    for layer in model.layers:
+        walk(layer)
+    return out
+
+
+def write_atomically(path, data: bytes) -> None:
+    from .models import _atomic_write
+
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
+    """Writes `model` to `filepath` (see the module docstring for the format)."""
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"{filepath} exists and overwrite=False")
+    if not model.built:
+        raise ValueError("save(): the model is not built yet; call it on data or build() it first")
+    weights = model.weights
+    opt_state = []
+    if include_optimizer and model.optimizer is not None and getattr(model.optimizer, "built", False):
+        opt_state = model.optimizer.get_state()
+    metadata = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "rnnfast_version": __import__("rnnfast").__version__,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "weights": [v.path for v in weights],
+        "optimizer_state": len(opt_state),
+        "rng": _rng_state(model),
+    }
+    config = {"module": "keras", "class_name": type(model).__name__, "config": model.get_config(),
+              "registered_name": None,
+              "compile_config": model.get_compile_config() if include_optimizer else None}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("metadata.json", json.dumps(metadata, indent=2), zipfile.ZIP_DEFLATED)
+        zf.writestr("config.json", json.dumps(config, indent=2), zipfile.ZIP_DEFLATED)
+        zf.writestr("model.weights.npz", _npz_bytes((f"w{i:04d}", v.value) for i, v in
+                                                     enumerate(weights)), zipfile.ZIP_STORED)
+        if opt_state:
+            zf.writestr("optimizer.npz", _npz_bytes((f"s{i:04d}", a) for i, a in enumerate(opt_state)),
+                        zipfile.ZIP_STORED)
+    write_atomically(filepath, buf.getvalue())
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+def _read_json(zf, name, path):
+    info = zf.getinfo(name)
+    if info.file_size > MAX_JSON_BYTES:
+        raise FormatError(f"{path}: {name} claims {info.file_size} bytes (limit {MAX_JSON_BYTES}); "
+                          f"the file is corrupted or not an rnnfast model")
+    with zf.open(info) as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"{path}: {name} is not valid JSON ({e})") from None
+
+
+def read_npz(data: bytes, what: str, expected: int | None = None):
+    """Arrays of an uncompressed .npz held in memory, checked before any
+    allocation: every member's .npy header must describe exactly the bytes
+    that follow it, and no object arrays (no pickle)."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as e:
+        raise FormatError(f"{what} is not a readable .npz ({e})") from None
+    if len(infos) > MAX_ARRAYS or (expected is not None and len(infos) != expected):
+        raise FormatError(f"{what} holds {len(infos)} arrays, expected {expected}")
+    out = []
+    for info in sorted(infos, key=lambda i: i.filename):
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
+            raise FormatError(f"{what}: member {info.filename} is compressed or larger than the file")
+        try:
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise FormatError(f"{what}: {info.filename} uses .npy version {version}")
+                header_len = f.tell()
+                if dtype.hasobject:
+                    raise FormatError(f"{what}: {info.filename} holds Python objects; refused")
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if header_len + nbytes != info.file_size:
+                    raise FormatError(f"{what}: {info.filename} declares {shape} {dtype} but holds "
+                                      f"{info.file_size - header_len} bytes")
+                raw = f.read(nbytes)
+        except FormatError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise FormatError(f"{what}: {info.filename} is corrupted ({e})") from None
+        if len(raw) != nbytes:
+            raise FormatError(f"{what}: {info.filename} is truncated")
+        arr = np.frombuffer(raw, dtype=dtype)
+        arr = arr.reshape(shape, order="F" if fortran else "C")
+        out.append((info.filename[:-4], np.array(arr, copy=True)))
+    return out
+
+
+def _open(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise FormatError(f"{path} is not an rnnfast model file (not a zip archive, or truncated)") \
+            from None
+    names = set(zf.namelist())
+    missing = [n for n in _REQUIRED if n not in names]
+    if missing:
+        if "model.weights.h5" in names:
+            raise FormatError(f"{path} is a Keras .keras file; read it with "
+                              f"rnnfast.interop.from_keras")
+        raise FormatError(f"{path} is not an rnnfast model file: missing {missing}")
+    return zf
+
+
+def _member_bytes(zf, name, path):
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise FormatError(f"{path}: {name} must be stored uncompressed")
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise FormatError(f"{path}: {name} is corrupted ({e})") from None
+    if len(data) != info.file_size:
+        raise FormatError(f"{path}: {name} is truncated")
+    return data
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Reads a model written by ``model.save`` (or ``save_model``)."""
+    from .models import Sequential
+
+    path = os.fspath(filepath)
+    try:
+        with _open(path) as zf:
+            metadata = _read_json(zf, "metadata.json", path)
+            if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+                raise FormatError(f"{path}: metadata.json does not describe an rnnfast model")
+            version = metadata.get("format_version")
+            if version != FORMAT_VERSION:
+                raise FormatError(f"{path} was written in format version {version!r}; this "
+                                  f"rnnfast ({__import__('rnnfast').__version__}) reads version "
+                                  f"{FORMAT_VERSION}")
+            config = _read_json(zf, "config.json", path)
+            weight_data = _member_bytes(zf, "model.weights.npz", path)
+            opt_data = _member_bytes(zf, "optimizer.npz", path) \
+                if "optimizer.npz" in zf.namelist() else None
+    except zipfile.BadZipFile as e:
+        raise FormatError(f"{path} is corrupted ({e})") from None
+    names = metadata.get("weights")
+    if not isinstance(names, list):
+        raise FormatError(f"{path}: metadata.json lists no weights")
+    weights = read_npz(weight_data, f"{path}: model.weights.npz", expected=len(names))
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        raise FormatError(f"{path}: config.json holds no Sequential model")
+    # Building may not allocate more than the file's weights: a forged config
+    # cannot make the loader allocate unbounded memory.
+    budget = sum(a.nbytes for _, a in weights)
+    try:
+        with layer_module.allocation_budget(budget * 2 + 1024):
+            model = Sequential.from_config(config["config"], custom_objects=custom_objects)
+    except layer_module.BudgetExceeded as e:
+        raise FormatError(f"{path}: the architecture needs more weights than the file holds ({e})") \
+            from None
+    except (KeyError, TypeError) as e:
+        raise FormatError(f"{path}: config.json is not a valid model config ({e!r})") from None
+    variables = model.weights
+    if len(variables) != len(weights):
+        raise FormatError(f"{path}: the model has {len(variables)} weights, the file {len(weights)}")
+    for v, (_, arr) in zip(variables, weights):
+        if arr.shape != v.shape:
+            raise FormatError(f"{path}: weight {v.path} has shape {v.shape} in the model, "
+                              f"{arr.shape} in the file")
+    model.set_weights([a for _, a in weights])
+    compile_config = config.get("compile_config")
+    if compile and compile_config:
+        model.compile_from_config(compile_config, custom_objects=custom_objects)
+        if opt_data is not None:
+            state = [a for _, a in read_npz(opt_data, f"{path}: optimizer.npz",
+                                            expected=metadata.get("optimizer_state"))]
+            model.optimizer.build(model.trainable_weights)
+            try:
+                model.optimizer.set_state(state)
+            except ValueError as e:
+                raise FormatError(f"{path}: the optimizer state does not fit the model ({e})") from None
+    _restore_rng(metadata.get("rng"), model)
+    return model
+
+
+def _restore_rng(state, model):
+    if not isinstance(state, dict):
+        return
+    try:
+        if state.get("global"):
+            _rng.global_rng().bit_generator.state = state["global"]
+        layers = {l.name: l for l in _all_layers(model)}
+        for name, s in (state.get("layers") or {}).items():
+            rng = getattr(layers.get(name), "_rng", None)
+            if isinstance(rng, np.random.Generator):
+                rng.bit_generator.state = s
+    except (TypeError, ValueError, KeyError) as e:
+        raise FormatError(f"the saved random state is invalid ({e})") from None
+
+
+__all__ = ["FormatError", "load_model", "save_model"]
