@@ -5,6 +5,7 @@
 
 #include "bindings/common.h"
 #include "rnnfast/build_info.h"
+#include "rnnfast/gemm_bench.h"
 #include "rnnfast/threading.h"
 
 namespace rnnfast {
@@ -120,6 +121,18 @@ void BindAll(py::module_& m) {
         return d;
       },
       "How these kernels were built: isa_level, simd, eigen, compiler.");
+  m.def(
+      "gemm_gflops",
+      [](Index m_, Index n, Index k, int threads, int repeats) {
+        if (m_ <= 0 || n <= 0 || k <= 0 || threads <= 0 || repeats <= 0)
+          throw py::value_error("m, n, k, threads and repeats must be positive");
+        py::gil_scoped_release release;
+        return GemmGflops(m_, n, k, threads, repeats);
+      },
+      py::arg("m"), py::arg("n"), py::arg("k"), py::kw_only(), py::arg("threads") = 1,
+      py::arg("repeats") = 5,
+      "FP32 GEMM speed of this build (median GFLOP/s of C[m,n] = A[m,k] B[k,n], columns split "
+      "over `threads`): the ceiling the benchmarks compare the kernels with.");
   BindSimpleRNN(m);
   BindLSTM(m);
   BindGRU(m);

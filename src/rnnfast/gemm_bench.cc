@@ -1,0 +1,42 @@
+#include "rnnfast/gemm_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "rnnfast/sequence.h"
+
+namespace rnnfast {
+
+double GemmGflops(Index M, Index N, Index K, int threads, int repeats) {
+  if (M <= 0 || N <= 0 || K <= 0 || repeats <= 0)
+    throw std::invalid_argument("M, N, K and repeats must be positive");
+  std::vector<float> a(static_cast<std::size_t>(M * K)), b(static_cast<std::size_t>(K * N)),
+      c(static_cast<std::size_t>(M * N));
+  std::mt19937 gen(0);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (float& v : a) v = u(gen);
+  for (float& v : b) v = u(gen);
+  auto run = [&] {
+    ParallelRun(threads, [&](const Team& team) {
+      const detail::Range cols = detail::Split(N, team.size, team.rank, 16);
+      if (cols.size() > 0)
+        detail::Gemm<float>(false, false, M, cols.size(), K, a.data(), K, b.data() + cols.begin, N,
+                            c.data() + cols.begin, N, false);
+    });
+  };
+  run();
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(times.begin(), times.begin() + repeats / 2, times.end());
+  return 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) /
+         times[static_cast<std::size_t>(repeats / 2)] / 1e9;
+}
+
+}  // namespace rnnfast
