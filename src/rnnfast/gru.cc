@@ -4,9 +4,6 @@
 
 namespace rnnfast {
 
-using detail::Blk;
-using detail::CBlk;
-using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
@@ -47,37 +44,57 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
     q.Prologue(team, a, own, fold);
     for (Index s = 0; s < q.Tn; ++s) {
-      T* g = q.Gates(s) + ob;
-      const T* sc = q.Scratch(own);
-      auto gz = Blk(g, B, up, GU), gr = Blk(g + U, B, up, GU), gh = Blk(g + 2 * U, B, up, GU);
-      const auto h_prev = CBlk(q.H(s) + ob, B, up, U);
-      auto ra = Blk(m.RA(s) + ob, B, up, U);
-      if (after) {
-        if (up > 0) {
-          q.RecurrentProduct(s, own, 0, kGates);
-          detail::Activate<T>(ract, gz + CBlk(sc, B, up, ls), gz);
-          detail::Activate<T>(ract, gr + CBlk(sc + up, B, up, ls), gr);
-          ra = CBlk(sc + 2 * up, B, up, ls);
-          if (rbias_h != nullptr) q.AddRow(m.RA(s), own, rbias_h + ob);
-          detail::Activate<T>(act, gh + gr * ra, gh);
-        }
-      } else {
-        if (up > 0) {
-          q.RecurrentProduct(s, own, 0, 2);
-          detail::Activate<T>(ract, gz + CBlk(sc, B, up, ls), gz);
-          detail::Activate<T>(ract, gr + CBlk(sc + up, B, up, ls), gr);
-          ra = gr * CBlk(q.RecSource(2, s) + ob, B, up, U);
-        }
+      if (up > 0) q.RecurrentProduct(s, own, 0, after ? kGates : 2);
+      // Pass 1, per row: z and r; with reset_after also h_{t-1} R_h + br_h
+      // (kept for the backward), hh and h.
+      for (Index b = 0; b < B && up > 0; ++b) {
+        T* g = q.Gates(s) + b * GU + ob;
+        const T* sc = q.Scratch(own) + b * ls;
+        T* ra = m.RA(s) + b * U + ob;
+        const T* hsrc = q.RecSource(2, s) + b * U + ob;
+        const auto row = q.RowOf(a, s, b, own);
+        detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+          using detail::LoadN;
+          using detail::PActivate;
+          using detail::StoreN;
+          namespace pk = detail::pk;
+          const auto z = PActivate<T>(ract, pk::padd(LoadN(g + j, n), LoadN(sc + j, n)));
+          const auto r = PActivate<T>(ract, pk::padd(LoadN(g + U + j, n), LoadN(sc + up + j, n)));
+          StoreN(g + j, z, n);
+          StoreN(g + U + j, r, n);
+          if (!after) {
+            StoreN(ra + j, pk::pmul(r, LoadN(hsrc + j, n)), n);  // r * h_{t-1}, masked
+            return;
+          }
+          auto rh = LoadN(sc + 2 * up + j, n);
+          if (rbias_h != nullptr) rh = pk::padd(rh, LoadN(rbias_h + ob + j, n));
+          StoreN(ra + j, rh, n);
+          const auto hh = PActivate<T>(act, pk::pmadd(r, rh, LoadN(g + 2 * U + j, n)));
+          StoreN(g + 2 * U + j, hh, n);
+          const auto hpv = LoadN(row.prev + j, n);
+          // z h + (1 - z) hh, or the carried state for a masked row
+          q.StoreState(row, j, n, row.on ? pk::padd(hh, pk::pmul(z, pk::psub(hpv, hh))) : hpv);
+        });
+      }
+      if (!after) {
         team.Sync();  // the h-gate product reads r * h of every unit
         if (up > 0) {
           detail::Gemm<T>(false, false, B, up, U, m.RA(s), U, q.Rp(own) + 2 * up, ls,
                           q.Scratch(own) + 2 * up, ls, false);
-          detail::Activate<T>(act, gh + CBlk(sc + 2 * up, B, up, ls), gh);
+          for (Index b = 0; b < B; ++b) {
+            T* g = q.Gates(s) + b * GU + ob;
+            const T* sh = q.Scratch(own) + b * ls + 2 * up;
+            const auto row = q.RowOf(a, s, b, own);
+            detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+              namespace pk = detail::pk;
+              const auto hh = detail::PActivate<T>(
+                  act, pk::padd(detail::LoadN(g + 2 * U + j, n), detail::LoadN(sh + j, n)));
+              const auto z = detail::LoadN(g + j, n), hpv = detail::LoadN(row.prev + j, n);
+              detail::StoreN(g + 2 * U + j, hh, n);
+              q.StoreState(row, j, n, row.on ? pk::padd(hh, pk::pmul(z, pk::psub(hpv, hh))) : hpv);
+            });
+          }
         }
-      }
-      if (up > 0) {
-        Blk(q.H(s + 1) + ob, B, up, U) = gz * h_prev + (T(1) - gz) * gh;
-        q.FinishStep(a, s, own);
       }
       team.Sync();
     }
@@ -90,7 +107,7 @@ template <typename T>
 void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a) {
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  q.BeginBackward(a, 6);
+  q.BeginBackward(a, 5);
   const bool after = o.reset_after;
   const Activation act = o.activation, ract = o.recurrent_activation;
   const Index B = q.B, U = q.U, GU = q.GU;
@@ -105,58 +122,84 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
-    T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *t1 = q.Work(2), *t2 = q.Work(3),
-      *direct = q.Work(4), *tmp = q.Work(5);
+    T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *t1 = q.Work(2), *direct = q.Work(3),
+      *tmp = q.Work(4);
+    q.TransposeRecurrent(team, a.recurrent_kernel);
     q.CopyOrZero(a.dh_last, own, dh_rec);
-    // p: a [B, *] block whose columns [ob, ob + up) are this member's.
-    auto zero_masked_rows = [&](Index s, T* p, Index ld) {
-      for (Index b = 0; b < B && q.has_mask; ++b)
-        if (!q.StepOn(s, b)) Blk(p + ob, B, up, ld).row(b).setZero();
-    };
     for (Index s = q.Tn - 1; s >= 0; --s) {
-      T* g = q.Gates(s) + ob;
-      auto gz = Blk(g, B, up, GU), gr = Blk(g + U, B, up, GU), gh = Blk(g + 2 * U, B, up, GU);
-      const auto dh = CBlk(dh_tot + ob, B, up, U);
-      const auto h_prev = CBlk(q.H(s) + ob, B, up, U);
-      auto a1 = Blk(t1 + ob, B, up, U), a2 = Blk(t2 + ob, B, up, U),
-           dir = Blk(direct + ob, B, up, U), ra = Blk(m.RA(s) + ob, B, up, U);
-      if (up > 0) {
-        q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
-        detail::MulActGrad<T>(ract, dh * (h_prev - gh), gz, a2);  // d z
-        detail::MulActGrad<T>(act, dh * (T(1) - gz), gh, a1);     // d hh pre-activation
-        dir = dh * gz;                                            // via h_{t-1} directly
-        gz = a2;
-        gh = a1;
-        if (after) {
-          a2 = a1 * gr;                                        // d(h_{t-1} R_h + br_h)
-          detail::MulActGrad<T>(ract, a1 * ra, gr, gr);        // d r
-          ra = a2;
-          zero_masked_rows(s, m.RA(s), U);
-          zero_masked_rows(s, q.Gates(s) + U, GU);
-        }
-        zero_masked_rows(s, q.Gates(s), GU);
-        zero_masked_rows(s, q.Gates(s) + 2 * U, GU);
+      // Pass 1, per row: dL/dh, d z, d hh (pre-activation), the direct path
+      // z * dh, and with reset_after d r and d(h_{t-1} R_h + br_h). A masked
+      // step has no gate gradient and passes dL/dh through.
+      for (Index b = 0; b < B && up > 0; ++b) {
+        T* g = q.Gates(s) + b * GU + ob;
+        T* ra = m.RA(s) + b * U + ob;
+        const T* dy = q.OutputGradRow(a, s, b, own);
+        const T* dhr = dh_rec + b * U + ob;
+        T* dht = dh_tot + b * U + ob;
+        T* dir = direct + b * U + ob;
+        const T* hp = q.H(s) + b * U + ob;
+        const bool on = q.StepOn(s, b);
+        detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+          using detail::LoadN;
+          using detail::PMulActGrad;
+          using detail::StoreN;
+          namespace pk = detail::pk;
+          auto dh = LoadN(dhr + j, n);
+          if (dy != nullptr) dh = pk::padd(dh, LoadN(dy + j, n));
+          StoreN(dht + j, dh, n);
+          if (!on) {
+            const auto zero = pk::pzero(dh);
+            StoreN(g + j, zero, n);
+            StoreN(g + U + j, zero, n);
+            StoreN(g + 2 * U + j, zero, n);
+            if (after) StoreN(ra + j, zero, n);
+            return;
+          }
+          const auto z = LoadN(g + j, n), r = LoadN(g + U + j, n), hh = LoadN(g + 2 * U + j, n);
+          const auto one = pk::pset1<detail::Packet<T>>(T(1));
+          const auto dhh = PMulActGrad<T>(act, pk::pmul(dh, pk::psub(one, z)), hh);
+          StoreN(g + j, PMulActGrad<T>(ract, pk::pmul(dh, pk::psub(LoadN(hp + j, n), hh)), z), n);
+          StoreN(g + 2 * U + j, dhh, n);
+          StoreN(dir + j, pk::pmul(dh, z), n);
+          if (after) {
+            const auto rh = LoadN(ra + j, n);
+            StoreN(g + U + j, PMulActGrad<T>(ract, pk::pmul(dhh, rh), r), n);
+            StoreN(ra + j, pk::pmul(dhh, r), n);
+          }
+        });
       }
       team.Sync();
       if (!after) {
         if (up > 0) {
           // d(r * h_{t-1}) for this member's units needs d hh of all units.
-          detail::Gemm<T>(false, true, B, up, U, q.Gates(s) + 2 * U, GU,
-                          a.recurrent_kernel + ob * GU + 2 * U, GU, t1 + ob, U, false);
-          const auto hd = CBlk(q.RecSource(2, s) + ob, B, up, U);
-          if (q.n_rec > 0) {
-            dir += a1 * gr * CBlk(q.RecMask(2) + ob, B, up, U);
-          } else {
-            dir += a1 * gr;
+          detail::Gemm<T>(false, false, B, up, U, q.Gates(s) + 2 * U, GU, q.RT(2 * U, own), U,
+                          t1 + ob, U, false);
+          // Pass 2, per row: d r, and d(r * h_{t-1}) * r into the direct path.
+          for (Index b = 0; b < B; ++b) {
+            T* g = q.Gates(s) + b * GU + ob;
+            const T* drh = t1 + b * U + ob;
+            const T* hd = q.RecSource(2, s) + b * U + ob;
+            const T* mh = q.n_rec > 0 ? q.RecMask(2) + b * U + ob : nullptr;
+            T* dir = direct + b * U + ob;
+            const bool on = q.StepOn(s, b);
+            detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+              using detail::LoadN;
+              namespace pk = detail::pk;
+              const auto d = LoadN(drh + j, n), r = LoadN(g + U + j, n);
+              auto via_h = pk::pmul(d, r);
+              if (mh != nullptr) via_h = pk::pmul(via_h, LoadN(mh + j, n));
+              detail::StoreN(dir + j, pk::padd(LoadN(dir + j, n), via_h), n);
+              detail::StoreN(g + U + j,
+                             on ? detail::PMulActGrad<T>(ract, pk::pmul(d, LoadN(hd + j, n)), r)
+                                : pk::pzero(d), n);
+            });
           }
-          detail::MulActGrad<T>(ract, a1 * hd, gr, gr);  // d r
-          zero_masked_rows(s, q.Gates(s) + U, GU);
         }
         team.Sync();  // the next product reads d r of every unit
       }
-      q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, 2, dh_rec, tmp, false);
-      if (after) q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 2, 3, dh_rec, tmp, true);
-      if (up > 0) Blk(dh_rec + ob, B, up, U) += dir;
+      q.RecurrentGrad(s, own, rg, 0, 2, dh_rec, tmp, false);
+      if (after) q.RecurrentGrad(s, own, rg, 2, 3, dh_rec, tmp, true);
+      if (up > 0) detail::Blk(dh_rec + ob, B, up, U) += detail::CBlk(direct + ob, B, up, U);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
     q.Epilogue(team, a, rg, own, dh_rec, after);

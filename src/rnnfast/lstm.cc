@@ -4,9 +4,6 @@
 
 namespace rnnfast {
 
-using detail::Blk;
-using detail::CBlk;
-using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
@@ -29,28 +26,45 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
 
   ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
     const Range own = q.Units(team);
-    const Index up = own.size(), ob = own.begin;
+    const Index up = own.size(), ob = own.begin, ls = kGates * up;
     q.Prologue(team, a, own, a.bias);
     q.CopyOrZero(a.c0, own, m.C(0));  // c0 (or zeros) for this member's units
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
         q.RecurrentProduct(s, own, 0, kGates);
-        T* g = q.Gates(s) + ob;
-        const T* sc = q.Scratch(own);
-        auto gi = Blk(g, B, up, GU), gf = Blk(g + U, B, up, GU), gc = Blk(g + 2 * U, B, up, GU),
-             go = Blk(g + 3 * U, B, up, GU);
-        const Index ls = kGates * up;
-        detail::Activate<T>(ract, gi + CBlk(sc, B, up, ls), gi);
-        detail::Activate<T>(ract, gf + CBlk(sc + up, B, up, ls), gf);
-        detail::Activate<T>(act, gc + CBlk(sc + 2 * up, B, up, ls), gc);
-        detail::Activate<T>(ract, go + CBlk(sc + 3 * up, B, up, ls), go);
-        auto c = Blk(m.C(s + 1) + ob, B, up, U);
-        c = gf * CBlk(m.C(s) + ob, B, up, U) + gi * gc;
-        auto h = Blk(q.H(s + 1) + ob, B, up, U);
-        detail::Activate<T>(act, c, h);
-        h *= go;
-        q.CarryMasked(s, own, m.C(s), m.C(s + 1));
-        q.FinishStep(a, s, own);
+        // One pass per row over this member's units: gates, c and h, the
+        // output and the dropout copies (a masked row carries h and c).
+        for (Index b = 0; b < B; ++b) {
+          T* g = q.Gates(s) + b * GU + ob;
+          const T* sc = q.Scratch(own) + b * ls;
+          const T* cp = m.C(s) + b * U + ob;
+          T* cn = m.C(s + 1) + b * U + ob;
+          const auto row = q.RowOf(a, s, b, own);
+          detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+            using detail::LoadN;
+            using detail::PActivate;
+            namespace pk = detail::pk;
+            const auto i = PActivate<T>(ract, pk::padd(LoadN(g + j, n), LoadN(sc + j, n)));
+            const auto f = PActivate<T>(ract, pk::padd(LoadN(g + U + j, n), LoadN(sc + up + j, n)));
+            const auto cc =
+                PActivate<T>(act, pk::padd(LoadN(g + 2 * U + j, n), LoadN(sc + 2 * up + j, n)));
+            const auto og =
+                PActivate<T>(ract, pk::padd(LoadN(g + 3 * U + j, n), LoadN(sc + 3 * up + j, n)));
+            detail::StoreN(g + j, i, n);
+            detail::StoreN(g + U + j, f, n);
+            detail::StoreN(g + 2 * U + j, cc, n);
+            detail::StoreN(g + 3 * U + j, og, n);
+            const auto c_prev = LoadN(cp + j, n);
+            if (!row.on) {
+              detail::StoreN(cn + j, c_prev, n);
+              q.StoreState(row, j, n, LoadN(row.prev + j, n));
+              return;
+            }
+            const auto c = pk::pmadd(f, c_prev, pk::pmul(i, cc));
+            detail::StoreN(cn + j, c, n);
+            q.StoreState(row, j, n, pk::pmul(og, PActivate<T>(act, c)));
+          });
+        }
       }
       team.Sync();
     }
@@ -64,7 +78,7 @@ template <typename T>
 void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>& a) {
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  q.BeginBackward(a, 6);
+  q.BeginBackward(a, 4);
   const Activation act = o.activation, ract = o.recurrent_activation;
   const Index B = q.B, U = q.U, GU = q.GU;
   const auto rg = q.DefaultRecGrads();
@@ -73,42 +87,49 @@ void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>&
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
     // dh_rec: dL/dh entering from later steps; dh_tot adds this step's dy.
-    T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *dc = q.Work(2), *t1 = q.Work(3),
-      *t2 = q.Work(4), *tmp = q.Work(5);
+    T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *dc = q.Work(2), *tmp = q.Work(3);
+    q.TransposeRecurrent(team, a.recurrent_kernel);
     q.CopyOrZero(a.dh_last, own, dh_rec);
     q.CopyOrZero(a.dc_last, own, dc);
     for (Index s = q.Tn - 1; s >= 0; --s) {
-      if (up > 0) {
-        q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
-        T* g = q.Gates(s) + ob;
-        auto gi = Blk(g, B, up, GU), gf = Blk(g + U, B, up, GU), gc = Blk(g + 2 * U, B, up, GU),
-             go = Blk(g + 3 * U, B, up, GU);
-        const auto dh = CBlk(dh_tot + ob, B, up, U);
-        const auto c_prev = CBlk(m.C(s) + ob, B, up, U);
-        auto dcb = Blk(dc + ob, B, up, U), a1 = Blk(t1 + ob, B, up, U), a2 = Blk(t2 + ob, B, up, U);
-        detail::Activate<T>(act, CBlk(m.C(s + 1) + ob, B, up, U), a1);  // act(c_s)
-        detail::MulActGrad<T>(act, dh * go, a1, a2);
-        a2 += dcb;                                                    // dL/dc_s
-        detail::MulActGrad<T>(ract, dh * a1, go, go);                 // d o
-        detail::MulActGrad<T>(ract, a2 * gc, gi, a1);                 // d i
-        detail::MulActGrad<T>(act, a2 * gi, gc, gc);                  // d c~
-        gi = a1;
-        a1 = a2 * gf;                                                 // dL/dc_{s-1}
-        detail::MulActGrad<T>(ract, a2 * c_prev, gf, gf);             // d f
-        if (!q.has_mask) {
-          dcb = a1;
-        } else {
-          for (Index b = 0; b < B; ++b) {
-            if (q.StepOn(s, b)) {
-              dcb.row(b) = a1.row(b);
-            } else {  // a masked step passes dL/dc through and has no gate gradient
-              for (int k = 0; k < kGates; ++k) Blk(g + k * U, B, up, GU).row(b).setZero();
-            }
+      // One pass per row: dL/dh, the gate gradients (in place of the gate
+      // values) and dL/dc_{s-1}. A masked step has no gate gradient and
+      // passes dL/dh and dL/dc through.
+      for (Index b = 0; b < B && up > 0; ++b) {
+        T* g = q.Gates(s) + b * GU + ob;
+        const T* dy = q.OutputGradRow(a, s, b, own);
+        const T* dhr = dh_rec + b * U + ob;
+        T* dht = dh_tot + b * U + ob;
+        T* dcr = dc + b * U + ob;
+        const T* c_s = m.C(s + 1) + b * U + ob;
+        const T* cp = m.C(s) + b * U + ob;
+        const bool on = q.StepOn(s, b);
+        detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+          using detail::LoadN;
+          using detail::PMulActGrad;
+          using detail::StoreN;
+          namespace pk = detail::pk;
+          auto dh = LoadN(dhr + j, n);
+          if (dy != nullptr) dh = pk::padd(dh, LoadN(dy + j, n));
+          StoreN(dht + j, dh, n);
+          if (!on) {
+            const auto zero = pk::pzero(dh);
+            for (int k = 0; k < kGates; ++k) StoreN(g + k * U + j, zero, n);
+            return;
           }
-        }
+          const auto i = LoadN(g + j, n), f = LoadN(g + U + j, n), cc = LoadN(g + 2 * U + j, n),
+                     og = LoadN(g + 3 * U + j, n);
+          const auto ac = detail::PActivate<T>(act, LoadN(c_s + j, n));
+          const auto dct = pk::padd(LoadN(dcr + j, n), PMulActGrad<T>(act, pk::pmul(dh, og), ac));
+          StoreN(g + j, PMulActGrad<T>(ract, pk::pmul(dct, cc), i), n);
+          StoreN(g + U + j, PMulActGrad<T>(ract, pk::pmul(dct, LoadN(cp + j, n)), f), n);
+          StoreN(g + 2 * U + j, PMulActGrad<T>(act, pk::pmul(dct, i), cc), n);
+          StoreN(g + 3 * U + j, PMulActGrad<T>(ract, pk::pmul(dh, ac), og), n);
+          StoreN(dcr + j, pk::pmul(dct, f), n);
+        });
       }
       team.Sync();
-      q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, kGates, dh_rec, tmp, false);
+      q.RecurrentGrad(s, own, rg, 0, kGates, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
     q.WriteLast(a.dc0, dc, own);

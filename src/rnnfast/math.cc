@@ -1,6 +1,7 @@
 #include "rnnfast/math.h"
 
 #include <memory>
+#include <vector>
 #include <stdexcept>
 
 namespace rnnfast {
@@ -81,6 +82,99 @@ void RunGemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index
                                                                           CachedBlocking<T>(M, N, K));
 }
 
+// ---- Small products without packing ----------------------------------------
+// A time step's recurrent product is small (e.g. [32, 20] x [20, 80]); Eigen's
+// GEMM spends more time packing and blocking than multiplying at such sizes.
+// This register-blocked kernel reads the operands in place: R rows of A times
+// NP packets of B's columns, accumulated in registers over all of K.
+
+// TA: A is stored transposed (element (r, k) at A[k * lda + r]). The last of
+// the NP packets holds `last` <= packet-size columns (masked loads/stores).
+template <typename T, int R, int NP, bool TA>
+EIGEN_ALWAYS_INLINE void MicroKernel(Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
+                                     Index ldc, bool accumulate, Index last) {
+  using P = Packet<T>;
+  constexpr Index PS = kPacket<T>;
+  P c[R][NP];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < NP; ++i)
+      c[r][i] = accumulate ? LoadN(C + r * ldc + i * PS, i == NP - 1 ? last : PS)
+                           : pk::pset1<P>(T(0));
+  for (Index k = 0; k < K; ++k) {
+    P b[NP];
+    for (int i = 0; i < NP - 1; ++i) b[i] = pk::ploadu<P>(B + k * ldb + i * PS);
+    b[NP - 1] = LoadN(B + k * ldb + (NP - 1) * PS, last);
+    for (int r = 0; r < R; ++r) {
+      const P a = pk::pset1<P>(TA ? A[k * lda + r] : A[r * lda + k]);
+      for (int i = 0; i < NP; ++i) c[r][i] = pk::pmadd(a, b[i], c[r][i]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < NP; ++i) StoreN(C + r * ldc + i * PS, c[r][i], i == NP - 1 ? last : PS);
+}
+
+// Rows of a column block: blocks of R rows (more rows when the block is
+// narrower, so that a step of k keeps enough multiply-adds per load), the
+// remainder in halving blocks.
+template <typename T, int R, int NP, bool TA>
+void RowBlocks(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+               bool accumulate, Index last) {
+  const Index step = TA ? 1 : lda;  // row m of op(A) starts at A + m * step
+  Index m = 0;
+  for (; m + R <= M; m += R)
+    MicroKernel<T, R, NP, TA>(K, A + m * step, lda, B, ldb, C + m * ldc, ldc, accumulate, last);
+  if constexpr (R > 1) {
+    if (m < M)
+      RowBlocks<T, R / 2, NP, TA>(M - m, K, A + m * step, lda, B, ldb, C + m * ldc, ldc,
+                                  accumulate, last);
+  }
+}
+
+template <typename T, int NP, bool TA>
+void Columns(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
+             bool accumulate, Index last) {
+  // About 16-24 accumulators: 6x4, 8x3 (as 8), 8x2, 16x1 packets.
+  constexpr int R = NP == 4 ? 6 : NP == 3 ? 8 : NP == 2 ? 8 : 16;
+  RowBlocks<T, R, NP, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
+}
+
+template <typename T, bool TA>
+void SmallGemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
+               Index ldc, bool accumulate) {
+  constexpr Index PS = kPacket<T>;
+  Index n = 0;
+  for (; n + 4 * PS <= N; n += 4 * PS)
+    Columns<T, 4, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, PS);
+  const Index rest = N - n;
+  if (rest == 0) return;
+  const Index packets = (rest + PS - 1) / PS, last = rest - (packets - 1) * PS;
+  switch (packets) {
+    case 4:
+      Columns<T, 4, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, last);
+      break;
+    case 3:
+      Columns<T, 3, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, last);
+      break;
+    case 2:
+      Columns<T, 2, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, last);
+      break;
+    default:
+      Columns<T, 1, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, last);
+      break;
+  }
+}
+
+// Where the in-place kernel beats Eigen's packing GEMM (measured on the time
+// loop's shapes; see benchmarks/RESULTS.md): B (K x N) small enough to stay in
+// the L1/L2 cache while A streams by. With A transposed, C stays small instead.
+bool UseSmallGemm(Index N, Index K) { return K <= 128 && N <= 1024; }
+// With A transposed the kernel streams B (K x N, K long) once per block of
+// rows: only worth it while B stays in the L2 cache.
+template <typename T>
+bool UseSmallGemmTransA(Index M, Index N, Index K) {
+  return M <= 64 && N <= 256 && static_cast<double>(K) * N * sizeof(T) <= 1024 * 1024;
+}
+
 }  // namespace
 
 template <typename T>
@@ -88,8 +182,28 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
           const T* B, Index ldb, T* C, Index ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   Mat<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (K <= 0) {
+    if (!accumulate) c.setZero();
+    return;
+  }
+  if (!trans_b && (trans_a ? UseSmallGemmTransA<T>(M, N, K) : UseSmallGemm(N, K))) {
+    if (trans_a) {
+      SmallGemm<T, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    } else {
+      SmallGemm<T, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    }
+    return;
+  }
+  if (!trans_a && trans_b && UseSmallGemm(N, K)) {
+    // B is [N, K]: transposed into a [K, N] buffer once, then read row by row.
+    thread_local std::vector<T> bt;
+    bt.resize(static_cast<std::size_t>(K * N));
+    for (Index n = 0; n < N; ++n)
+      for (Index k = 0; k < K; ++k) bt[static_cast<std::size_t>(k * N + n)] = B[n * ldb + k];
+    SmallGemm<T, false>(M, N, K, A, lda, bt.data(), N, C, ldc, accumulate);
+    return;
+  }
   if (!accumulate) c.setZero();  // the GEMM routine accumulates
-  if (K <= 0) return;
   if (M == 1 || N == 1) {
     // Matrix-vector products: Eigen's GEMV, which allocates nothing here.
     const ConstMat<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));

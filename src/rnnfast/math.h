@@ -5,7 +5,9 @@
 
 #include <Eigen/Core>
 
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -86,6 +88,134 @@ inline void MulActGrad(Activation a, const G& g, const Y& y, Out&& out) {
       out = g;
       return;
   }
+}
+
+// ---- Packet-level element-wise code ----------------------------------------
+// The fused gate passes work one row at a time on SIMD packets (Eigen's
+// packet math), so that every gate of a step is read and written once; a
+// row's last, partial packet goes through a zero-padded buffer, so that
+// sizes that are not a multiple of the SIMD width (U = 20, ...) stay
+// vectorised.
+
+namespace pk = Eigen::internal;
+template <typename T>
+using Packet = typename pk::packet_traits<T>::type;
+template <typename T>
+constexpr Index kPacket = pk::unpacket_traits<Packet<T>>::size;
+
+// Masked loads and stores where the ISA has them (AVX-512 and AVX for float):
+// a partial packet then costs one instruction instead of a copy through a
+// buffer; the masked-off lanes are never touched (no fault past an array).
+template <typename T>
+struct MaskedIO {
+  static constexpr bool kHas = false;
+};
+#if defined(EIGEN_VECTORIZE_AVX512)
+template <>
+struct MaskedIO<float> {
+  static constexpr bool kHas = true;
+  using Mask = std::uint16_t;
+};
+#elif defined(EIGEN_VECTORIZE_AVX)
+template <>
+struct MaskedIO<float> {
+  static constexpr bool kHas = true;
+  using Mask = std::uint8_t;
+};
+#endif
+
+// Loads `n` <= packet-size elements (the rest zero) / stores the first `n` lanes.
+template <typename T>
+EIGEN_ALWAYS_INLINE Packet<T> LoadN(const T* p, Index n) {
+  if (n == kPacket<T>) return pk::ploadu<Packet<T>>(p);
+  if constexpr (MaskedIO<T>::kHas) {
+    using Mask = typename MaskedIO<T>::Mask;
+    return pk::ploadu<Packet<T>>(p, static_cast<Mask>((1u << n) - 1u));
+  } else {
+    alignas(64) T buf[kPacket<T>] = {};
+    for (Index i = 0; i < n; ++i) buf[i] = p[i];
+    return pk::pload<Packet<T>>(buf);
+  }
+}
+template <typename T>
+EIGEN_ALWAYS_INLINE void StoreN(T* p, const Packet<T>& v, Index n) {
+  if (n == kPacket<T>) {
+    pk::pstoreu(p, v);
+    return;
+  }
+  if constexpr (MaskedIO<T>::kHas) {
+    using Mask = typename MaskedIO<T>::Mask;
+    pk::pstoreu(p, v, static_cast<Mask>((1u << n) - 1u));
+  } else {
+    alignas(64) T buf[kPacket<T>];
+    pk::pstore(buf, v);
+    for (Index i = 0; i < n; ++i) p[i] = buf[i];
+  }
+}
+
+// Calls f(j, count) for each packet of a row of n elements (count < packet
+// size only for the last one).
+template <typename T, typename F>
+EIGEN_ALWAYS_INLINE void ForEachPacket(Index n, F&& f) {
+  Index j = 0;
+  for (; j + kPacket<T> <= n; j += kPacket<T>) f(j, kPacket<T>);
+  if (j < n) f(j, n - j);
+}
+
+template <typename T>
+EIGEN_ALWAYS_INLINE Packet<T> PTanh(const Packet<T>& x) {
+  if constexpr (pk::packet_traits<T>::HasTanh) {
+    return pk::ptanh(x);
+  } else {  // Eigen 3.4 vectorises tanh for float only
+    alignas(64) T buf[kPacket<T>];
+    pk::pstore(buf, x);
+    for (Index i = 0; i < kPacket<T>; ++i) buf[i] = std::tanh(buf[i]);
+    return pk::pload<Packet<T>>(buf);
+  }
+}
+
+// act(x) on a packet; same definitions as Activate.
+template <typename T>
+EIGEN_ALWAYS_INLINE Packet<T> PActivate(Activation a, const Packet<T>& x) {
+  switch (a) {
+    case Activation::kTanh:
+      return PTanh<T>(x);
+    case Activation::kSigmoid:
+      return pk::scalar_logistic_op<T>().packetOp(x);
+    case Activation::kHardSigmoid: {
+      const Packet<T> six = pk::pset1<Packet<T>>(T(6));
+      return pk::pdiv(pk::pmin(pk::pmax(pk::padd(x, pk::pset1<Packet<T>>(T(3))),
+                                        pk::pzero(x)),
+                               six),
+                      six);
+    }
+    case Activation::kRelu:
+      return pk::pmax(x, pk::pzero(x));
+    case Activation::kLinear:
+      return x;
+  }
+  return x;
+}
+
+// g * act'(x) from y = act(x), as MulActGrad.
+template <typename T>
+EIGEN_ALWAYS_INLINE Packet<T> PMulActGrad(Activation a, const Packet<T>& g, const Packet<T>& y) {
+  const Packet<T> one = pk::pset1<Packet<T>>(T(1));
+  switch (a) {
+    case Activation::kTanh:
+      return pk::pmul(g, pk::psub(one, pk::pmul(y, y)));
+    case Activation::kSigmoid:
+      return pk::pmul(g, pk::pmul(y, pk::psub(one, y)));
+    case Activation::kHardSigmoid: {
+      const Packet<T> inside = pk::pand(pk::pcmp_lt(pk::pzero(y), y), pk::pcmp_lt(y, one));
+      return pk::pand(inside, pk::pdiv(g, pk::pset1<Packet<T>>(T(6))));
+    }
+    case Activation::kRelu:
+      return pk::pand(pk::pcmp_lt(pk::pzero(y), y), g);
+    case Activation::kLinear:
+      return g;
+  }
+  return g;
 }
 
 // Growable 64-byte aligned storage, reused across calls (never shrinks, never

@@ -4,9 +4,6 @@
 
 namespace rnnfast {
 
-using detail::Blk;
-using detail::CBlk;
-using detail::ConstRow;
 using detail::Range;
 
 template <typename T>
@@ -32,10 +29,17 @@ void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training
         q.RecurrentProduct(s, own, 0, 1);
         // The gate cache keeps the new h before masking: the backward needs
         // act's output at this step, and H(s + 1) may be a carried state.
-        auto g = Blk(q.Gates(s) + ob, B, up, U);
-        detail::Activate<T>(act, g + CBlk(q.Scratch(own), B, up, up), g);
-        Blk(q.H(s + 1) + ob, B, up, U) = g;
-        q.FinishStep(a, s, own);
+        for (Index b = 0; b < B; ++b) {
+          T* g = q.Gates(s) + b * U + ob;
+          const T* sc = q.Scratch(own) + b * up;
+          const auto row = q.RowOf(a, s, b, own);
+          detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+            const auto h = detail::PActivate<T>(
+                act, detail::pk::padd(detail::LoadN(g + j, n), detail::LoadN(sc + j, n)));
+            detail::StoreN(g + j, h, n);
+            q.StoreState(row, j, n, row.on ? h : detail::LoadN(row.prev + j, n));
+          });
+        }
       }
       team.Sync();
     }
@@ -56,17 +60,25 @@ void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const Backwa
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *tmp = q.Work(2);
+    q.TransposeRecurrent(team, a.recurrent_kernel);
     q.CopyOrZero(a.dh_last, own, dh_rec);
     for (Index s = q.Tn - 1; s >= 0; --s) {
-      if (up > 0) {
-        q.GatherOutputGrad(a, s, own, dh_rec, dh_tot);
-        auto g = Blk(q.Gates(s) + ob, B, up, U);
-        detail::MulActGrad<T>(act, CBlk(dh_tot + ob, B, up, U), g, g);
-        for (Index b = 0; b < B && q.has_mask; ++b)
-          if (!q.StepOn(s, b)) g.row(b).setZero();
+      for (Index b = 0; b < B && up > 0; ++b) {
+        T* g = q.Gates(s) + b * U + ob;
+        const T* dy = q.OutputGradRow(a, s, b, own);
+        const T* dhr = dh_rec + b * U + ob;
+        T* dht = dh_tot + b * U + ob;
+        const bool on = q.StepOn(s, b);
+        detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+          auto dh = detail::LoadN(dhr + j, n);
+          if (dy != nullptr) dh = detail::pk::padd(dh, detail::LoadN(dy + j, n));
+          detail::StoreN(dht + j, dh, n);
+          detail::StoreN(g + j, on ? detail::PMulActGrad<T>(act, dh, detail::LoadN(g + j, n))
+                                   : detail::pk::pzero(dh), n);
+        });
       }
       team.Sync();
-      q.RecurrentGrad(s, own, a.recurrent_kernel, rg, 0, 1, dh_rec, tmp, false);
+      q.RecurrentGrad(s, own, rg, 0, 1, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }
     q.Epilogue(team, a, rg, own, dh_rec, false);

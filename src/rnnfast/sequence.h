@@ -112,7 +112,20 @@ class Sequence {
       throw std::invalid_argument("dbias is required: the forward had a bias");
     work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
     dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+    rt_.Reserve(static_cast<std::size_t>(GU * U));
   }
+
+  // R^T ([G*U, U]) for the backward's per-step products, which then read
+  // their right operand row by row (member's share; the loop's first Sync
+  // precedes the first use).
+  void TransposeRecurrent(const Team& team, const T* R) {
+    const Range rows = Split(GU, team.size, team.rank);
+    if (rows.size() > 0)
+      Blk(rt_.data() + rows.begin * U, rows.size(), U, U) =
+          CBlk(R + rows.begin, U, rows.size(), GU).transpose();
+  }
+  // Rows [c, c + k) of R^T, columns of this member's units: [k, up], row stride U.
+  const T* RT(Index c, Range own) const { return rt_.data() + c * U + own.begin; }
 
   // ---- layout ----
   Index Slots() const { return training ? Tn + 1 : 2; }
@@ -226,22 +239,38 @@ class Sequence {
     }
   }
 
-  // After a cell wrote its new h for its units into H(s + 1): masked rows
-  // carry H(s) instead, the dropout copies and the output y are written.
-  void FinishStep(const ForwardArgs<T>& a, Index s, Range own) const {
-    const Index up = own.size();
-    if (up == 0) return;
-    CarryMasked(s, own, H(s), H(s + 1));
-    const auto h = CBlk(H(s + 1) + own.begin, B, up, U);
-    Blk(a.y + s * U + own.begin, B, up, Tn * U) = h;
-    for (int k = 0; k < n_rec; ++k)
-      Blk(Hd(k, s + 1) + own.begin, B, up, U) = h * CBlk(RecMask(k) + own.begin, B, up, U);
+  // Where row b of step s's new state goes, for the fused per-row passes:
+  // H(s + 1), the output y, the recurrent-dropout copies; `on` is false for a
+  // masked row, whose state the caller carries from `prev` (H(s)).
+  struct StateRow {
+    T* h;
+    T* y;
+    const T* prev;
+    T* hd[4];
+    const T* mask[4];
+    int n_rec;
+    bool on;
+  };
+  StateRow RowOf(const ForwardArgs<T>& a, Index s, Index b, Range own) const {
+    StateRow r;
+    const Index o = b * U + own.begin;
+    r.h = H(s + 1) + o;
+    r.y = a.y + (b * Tn + s) * U + own.begin;
+    r.prev = H(s) + o;
+    r.n_rec = n_rec;
+    for (int k = 0; k < n_rec; ++k) {
+      r.hd[k] = Hd(k, s + 1) + o;
+      r.mask[k] = RecMask(k) + o;
+    }
+    r.on = StepOn(s, b);
+    return r;
   }
-
-  // p[b, own] += row[own - own.begin] for every batch row b of a [B, U] block.
-  void AddRow(T* p, Range own, const T* row) const {
-    const ConstRow<T> r(row, own.size());
-    for (Index b = 0; b < B; ++b) Row<T>(p + b * U + own.begin, own.size()) += r;
+  // Stores units [j, j + n) of a row's new state h.
+  static EIGEN_ALWAYS_INLINE void StoreState(const StateRow& r, Index j, Index n,
+                                             const Packet<T>& h) {
+    StoreN(r.h + j, h, n);
+    StoreN(r.y + j, h, n);
+    for (int k = 0; k < r.n_rec; ++k) StoreN(r.hd[k] + j, pk::pmul(h, LoadN(r.mask[k] + j, n)), n);
   }
 
   // Rows masked at step s get `from` instead of `to` for this member's units.
@@ -270,6 +299,11 @@ class Sequence {
     } else {
       d.setZero();
     }
+  }
+
+  // Row b of dy at step s, this member's units (null without dy).
+  const T* OutputGradRow(const BackwardArgs<T>& a, Index s, Index b, Range own) const {
+    return a.dy == nullptr ? nullptr : a.dy + (b * Tn + s) * U + own.begin;
   }
 
   // dh_tot[:, own] = dy[:, s, own] + dh_rec[:, own].
@@ -304,9 +338,10 @@ class Sequence {
   }
 
   // out[:, own] (+)= sum over g in [g0, g1) of (dG_g(s) @ R[own, g block]^T)
-  // times gate g's recurrent dropout mask. tmp: a [B, U] scratch.
-  void RecurrentGrad(Index s, Range own, const T* R, const RecGrads& rg, int g0, int g1, T* out,
-                     T* tmp, bool accumulate) const {
+  // times gate g's recurrent dropout mask, with R^T from TransposeRecurrent.
+  // tmp: a [B, U] scratch.
+  void RecurrentGrad(Index s, Range own, const RecGrads& rg, int g0, int g1, T* out, T* tmp,
+                     bool accumulate) const {
     const Index up = own.size();
     if (up == 0) return;
     auto dst = Blk(out + own.begin, B, up, U);
@@ -318,12 +353,12 @@ class Sequence {
     if (n_rec <= 1 && contiguous) {
       const Index k = (g1 - g0) * U;
       if (n_rec == 0) {
-        Gemm<T>(false, true, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0],
-                R + own.begin * GU + g0 * U, GU, out + own.begin, U, accumulate);
+        Gemm<T>(false, false, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], RT(g0 * U, own),
+                U, out + own.begin, U, accumulate);
         return;
       }
-      Gemm<T>(false, true, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0],
-              R + own.begin * GU + g0 * U, GU, tmp + own.begin, U, false);
+      Gemm<T>(false, false, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], RT(g0 * U, own), U,
+              tmp + own.begin, U, false);
       const auto m = CBlk(RecMask(0) + own.begin, B, up, U);
       if (accumulate) {
         dst += CBlk(tmp + own.begin, B, up, U) * m;
@@ -333,8 +368,8 @@ class Sequence {
       return;
     }
     for (int g = g0; g < g1; ++g) {
-      Gemm<T>(false, true, B, up, U, rg.dg[g] + s * B * rg.ld[g], rg.ld[g],
-              R + own.begin * GU + g * U, GU, tmp + own.begin, U, false);
+      Gemm<T>(false, false, B, up, U, rg.dg[g] + s * B * rg.ld[g], rg.ld[g], RT(g * U, own), U,
+              tmp + own.begin, U, false);
       const auto t = CBlk(tmp + own.begin, B, up, U);
       if (n_rec > 0) {
         const auto m = CBlk(RecMask(g) + own.begin, B, up, U);
@@ -429,7 +464,7 @@ class Sequence {
   }
 
  private:
-  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_;
+  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_;
   Buffer<std::uint8_t> step_mask_;
 };
 
