@@ -124,7 +124,7 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *t1 = q.Work(2), *direct = q.Work(3),
       *tmp = q.Work(4);
-    q.TransposeRecurrent(team, a.recurrent_kernel);
+    q.PrepareBackward(team, a, own, after);
     q.CopyOrZero(a.dh_last, own, dh_rec);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       // Pass 1, per row: dL/dh, d z, d hh (pre-activation), the direct path
@@ -197,6 +197,8 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
         }
         team.Sync();  // the next product reads d r of every unit
       }
+      q.StepWeightGrads(s, own, a, rg, after);
+      q.StepInputGrads(team, s, a);
       q.RecurrentGrad(s, own, rg, 0, 2, dh_rec, tmp, false);
       if (after) q.RecurrentGrad(s, own, rg, 2, 3, dh_rec, tmp, true);
       if (up > 0) detail::Blk(dh_rec + ob, B, up, U) += detail::CBlk(direct + ob, B, up, U);

@@ -88,7 +88,7 @@ void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>&
     const Index up = own.size(), ob = own.begin;
     // dh_rec: dL/dh entering from later steps; dh_tot adds this step's dy.
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *dc = q.Work(2), *tmp = q.Work(3);
-    q.TransposeRecurrent(team, a.recurrent_kernel);
+    q.PrepareBackward(team, a, own, false);
     q.CopyOrZero(a.dh_last, own, dh_rec);
     q.CopyOrZero(a.dc_last, own, dc);
     for (Index s = q.Tn - 1; s >= 0; --s) {
@@ -129,6 +129,8 @@ void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>&
         });
       }
       team.Sync();
+      q.StepWeightGrads(s, own, a, rg, false);
+      q.StepInputGrads(team, s, a);
       q.RecurrentGrad(s, own, rg, 0, kGates, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }

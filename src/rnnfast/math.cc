@@ -167,12 +167,17 @@ void SmallGemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Ind
 // Where the in-place kernel beats Eigen's packing GEMM (measured on the time
 // loop's shapes; see benchmarks/RESULTS.md): B (K x N) small enough to stay in
 // the L1/L2 cache while A streams by. With A transposed, C stays small instead.
-bool UseSmallGemm(Index N, Index K) { return K <= 128 && N <= 1024; }
+template <typename T>
+bool UseSmallGemm(Index N, Index K) {
+  return (K <= 128 && N <= 1024) ||
+         static_cast<double>(K) * static_cast<double>(N) * sizeof(T) <= 128 * 1024;
+}
 // With A transposed the kernel streams B (K x N, K long) once per block of
 // rows: only worth it while B stays in the L2 cache.
 template <typename T>
 bool UseSmallGemmTransA(Index M, Index N, Index K) {
-  return M <= 64 && N <= 256 && static_cast<double>(K) * N * sizeof(T) <= 1024 * 1024;
+  const double b_bytes = static_cast<double>(K) * static_cast<double>(N) * sizeof(T);
+  return b_bytes <= 256 * 1024 || (M <= 64 && N <= 256 && b_bytes <= 1024 * 1024);
 }
 
 }  // namespace
@@ -186,7 +191,7 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
     if (!accumulate) c.setZero();
     return;
   }
-  if (!trans_b && (trans_a ? UseSmallGemmTransA<T>(M, N, K) : UseSmallGemm(N, K))) {
+  if (!trans_b && (trans_a ? UseSmallGemmTransA<T>(M, N, K) : UseSmallGemm<T>(N, K))) {
     if (trans_a) {
       SmallGemm<T, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     } else {
@@ -194,7 +199,7 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
     }
     return;
   }
-  if (!trans_a && trans_b && UseSmallGemm(N, K)) {
+  if (!trans_a && trans_b && UseSmallGemm<T>(N, K)) {
     // B is [N, K]: transposed into a [K, N] buffer once, then read row by row.
     thread_local std::vector<T> bt;
     bt.resize(static_cast<std::size_t>(K * N));

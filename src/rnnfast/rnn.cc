@@ -60,7 +60,7 @@ void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const Backwa
     const Range own = q.Units(team);
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *tmp = q.Work(2);
-    q.TransposeRecurrent(team, a.recurrent_kernel);
+    q.PrepareBackward(team, a, own, false);
     q.CopyOrZero(a.dh_last, own, dh_rec);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       for (Index b = 0; b < B && up > 0; ++b) {
@@ -78,6 +78,8 @@ void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const Backwa
         });
       }
       team.Sync();
+      q.StepWeightGrads(s, own, a, rg, false);
+      q.StepInputGrads(team, s, a);
       q.RecurrentGrad(s, own, rg, 0, 1, dh_rec, tmp, false);
       q.CarryMasked(s, own, dh_tot, dh_rec);
     }

@@ -111,19 +111,45 @@ class Sequence {
     if (has_bias && a.dbias == nullptr)
       throw std::invalid_argument("dbias is required: the forward had a bias");
     work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
-    dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
     rt_.Reserve(static_cast<std::size_t>(GU * U));
+    // Small and medium weights: their gradients are accumulated at every step,
+    // while that step's gate gradients are still in the cache, instead of by
+    // GEMMs over all steps after the loop (which re-read them from memory).
+    stream_ = XsCopies() == 1 &&
+              static_cast<double>(I + U) * static_cast<double>(GU) * sizeof(T) <= kStreamBytes;
+    if (stream_) {
+      wt_.Reserve(static_cast<std::size_t>(GU * I));
+    } else {
+      dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+    }
   }
+  static constexpr double kStreamBytes = 2.0 * 1024 * 1024;
 
   // R^T ([G*U, U]) for the backward's per-step products, which then read
-  // their right operand row by row (member's share; the loop's first Sync
-  // precedes the first use).
-  void TransposeRecurrent(const Team& team, const T* R) {
+  // their right operand row by row, and when streaming W^T ([G*U, I]) for
+  // dx; also zeroes this member's columns of the streamed gradients. The
+  // loop's first Sync precedes any use.
+  void PrepareBackward(const Team& team, const BackwardArgs<T>& a, Range own, bool rec_bias) {
     const Range rows = Split(GU, team.size, team.rank);
-    if (rows.size() > 0)
+    if (rows.size() > 0) {
       Blk(rt_.data() + rows.begin * U, rows.size(), U, U) =
-          CBlk(R + rows.begin, U, rows.size(), GU).transpose();
+          CBlk(a.recurrent_kernel + rows.begin, U, rows.size(), GU).transpose();
+      if (stream_)
+        Blk(wt_.data() + rows.begin * I, rows.size(), I, I) =
+            CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
+    }
+    if (!stream_ || own.size() == 0) return;
+    for (int g = 0; g < G; ++g) {
+      const Index c = g * U + own.begin;
+      Blk(a.dkernel + c, I, own.size(), GU).setZero();
+      Blk(a.drecurrent_kernel + c, U, own.size(), GU).setZero();
+      if (has_bias) {
+        Row<T>(a.dbias + c, own.size()).setZero();
+        if (rec_bias) Row<T>(a.dbias + GU + c, own.size()).setZero();
+      }
+    }
   }
+
   // Rows [c, c + k) of R^T, columns of this member's units: [k, up], row stride U.
   const T* RT(Index c, Range own) const { return rt_.data() + c * U + own.begin; }
 
@@ -337,6 +363,39 @@ class Sequence {
     return r;
   }
 
+  // Streaming: step s's share of dL/dkernel, dL/drecurrent_kernel and dL/dbias
+  // for this member's units (their columns only: no Sync needed).
+  void StepWeightGrads(Index s, Range own, const BackwardArgs<T>& a, const RecGrads& rg,
+                       bool rec_bias) const {
+    const Index up = own.size();
+    if (!stream_ || up == 0) return;
+    for (int g = 0; g < G; ++g) {
+      const Index c = g * U + own.begin, off = own.begin;
+      const T* dgi = Gates(s) + c;
+      const T* dgr = rg.dg[g] + s * B * rg.ld[g] + off;
+      Gemm<T>(true, false, I, up, B, Xs(g, s), I, dgi, GU, a.dkernel + c, GU, true);
+      Gemm<T>(true, false, U, up, B, rg.src[g] + s * B * U, U, dgr, rg.ld[g],
+              a.drecurrent_kernel + c, GU, true);
+      if (has_bias) {
+        AddColumnSums(dgi, B, up, GU, a.dbias + c);
+        if (rec_bias) AddColumnSums(dgr, B, up, rg.ld[g], a.dbias + GU + c);
+      }
+    }
+  }
+
+  // Streaming: rows of dx for step s, a share of the input features (needs
+  // every unit's gate gradients: after the step's Sync).
+  void StepInputGrads(const Team& team, Index s, const BackwardArgs<T>& a) const {
+    if (!stream_) return;
+    const Range f = Split(I, team.size, team.rank, kAlign);
+    if (f.size() == 0) return;
+    T* dst = a.dx + Orig(s) * I + f.begin;  // row b at b * Tn * I
+    Gemm<T>(false, false, B, f.size(), GU, Gates(s), GU, wt_.data() + f.begin, I, dst, Tn * I,
+            false);
+    if (n_in > 0)
+      Blk(dst, B, f.size(), Tn * I) *= CBlk(InMask(0) + f.begin, B, f.size(), I);
+  }
+
   // out[:, own] (+)= sum over g in [g0, g1) of (dG_g(s) @ R[own, g block]^T)
   // times gate g's recurrent dropout mask, with R^T from TransposeRecurrent.
   // tmp: a [B, U] scratch.
@@ -435,17 +494,22 @@ class Sequence {
     }
   }
 
-  // After the backward time loop: dL/dh0, then (all members) ParameterGrads.
+  // After the backward time loop: dL/dh0, then (all members) ParameterGrads
+  // unless they were streamed.
   void Epilogue(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg, Range own,
                 const T* dh_rec, bool separate_rec_bias) {
     WriteLast(a.dh0, dh_rec, own);
+    if (stream_) return;
     team.Sync();
     ParameterGrads(team, a, rg, separate_rec_bias);
   }
 
   static void ColumnSums(const T* p, Index rows, Index cols, Index ld, T* out) {
+    Row<T>(out, cols).setZero();
+    AddColumnSums(p, rows, cols, ld, out);
+  }
+  static void AddColumnSums(const T* p, Index rows, Index cols, Index ld, T* out) {
     Row<T> acc(out, cols);
-    acc.setZero();
     for (Index r = 0; r < rows; ++r) acc += ConstRow<T>(p + r * ld, cols);
   }
 
@@ -464,7 +528,9 @@ class Sequence {
   }
 
  private:
-  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_;
+  Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_,
+      wt_;
+  bool stream_ = false;
   Buffer<std::uint8_t> step_mask_;
 };
 
