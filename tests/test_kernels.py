@@ -55,6 +55,9 @@ def multithreaded_cases():
         if cell == "gru":
             cases += [base.replace(reset_after=False),
                       base.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+        # Weights too big to stream their gradients step by step: GEMMs after the loop.
+        big = Case(cell, B=4, T=3, I=100, U=400 if cell != "simple_rnn" else 900, seed=9)
+        cases += [big, big.replace(mask=True, go_backwards=True, recurrent_dropout=1)]
     return cases
 
 
