@@ -6,6 +6,7 @@
 #include "bindings/common.h"
 #include "rnnfast/build_info.h"
 #include "rnnfast/gemm_bench.h"
+#include "rnnfast/optim.h"
 #include "rnnfast/threading.h"
 
 namespace rnnfast {
@@ -99,6 +100,65 @@ std::vector<py::object> StateList(py::handle obj, const char* name, int n) {
   return out;
 }
 
+namespace {
+
+// Checked views of the arrays of one fused Adam step (all of x's dtype).
+template <typename T>
+py::object AdamStepT(const py::list& weights, const py::list& grads, const py::list& ms,
+                     const py::list& vs, const py::object& vhats, double alpha, double c1,
+                     double c2, double eps) {
+  const std::size_t n = weights.size();
+  const bool ams = !vhats.is_none();
+  const py::list vh = ams ? py::reinterpret_borrow<py::list>(vhats) : py::list();
+  if (grads.size() != n || ms.size() != n || vs.size() != n || (ams && vh.size() != n))
+    throw py::value_error("adam_step: weights, grads, ms, vs (and vhats) must have the same length");
+  std::vector<py::array_t<T, py::array::c_style>> keep;
+  std::vector<AdamArray<T>> arrays(n);
+  auto writable = [&](py::handle h, const char* what, std::size_t i, Index size) {
+    if (!py::isinstance<py::array_t<T, py::array::c_style>>(h) ||
+        !(py::reinterpret_borrow<py::array>(h).flags() & py::array::c_style))
+      throw py::type_error(std::string("adam_step: ") + what + "[" + std::to_string(i) +
+                           "] must be a C-contiguous " + DTypeName<T>() + " array");
+    auto a = py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(h);
+    if (!a.writeable())
+      throw py::value_error(std::string("adam_step: ") + what + "[" + std::to_string(i) +
+                            "] must be writeable");
+    if (size >= 0 && a.size() != size)
+      throw py::value_error(std::string("adam_step: ") + what + "[" + std::to_string(i) +
+                            "] has " + std::to_string(a.size()) + " elements, expected " +
+                            std::to_string(size));
+    keep.push_back(a);
+    return a.mutable_data();
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    AdamArray<T>& a = arrays[i];
+    a.w = writable(weights[i], "weights", i, -1);
+    a.n = static_cast<Index>(keep.back().size());
+    const py::array g0 = AsArray(grads[i], "grads");
+    if (!py::array_t<T>::check_(g0))
+      throw py::type_error("adam_step: grads[" + std::to_string(i) + "] must have dtype " +
+                           DTypeName<T>());
+    auto ga = py::array_t<T, py::array::c_style>::ensure(g0);  // copies only if strided
+    if (ga.size() != a.n)
+      throw py::value_error("adam_step: grads[" + std::to_string(i) + "] has " +
+                            std::to_string(ga.size()) + " elements, expected " +
+                            std::to_string(a.n));
+    keep.push_back(ga);
+    a.g = ga.data();
+    a.m = writable(ms[i], "ms", i, a.n);
+    a.v = writable(vs[i], "vs", i, a.n);
+    if (ams) a.vhat = writable(vh[i], "vhats", i, a.n);
+  }
+  {
+    py::gil_scoped_release release;
+    AdamStep<T>(arrays, static_cast<T>(alpha), static_cast<T>(c1), static_cast<T>(c2),
+                static_cast<T>(eps));
+  }
+  return py::none();
+}
+
+}  // namespace
+
 void BindAll(py::module_& m) {
   m.doc() = "rnnfast's compiled kernels (SimpleRNN, LSTM, GRU forward and backward).";
   m.def(
@@ -133,6 +193,23 @@ void BindAll(py::module_& m) {
       py::arg("repeats") = 5,
       "FP32 GEMM speed of this build (median GFLOP/s of C[m,n] = A[m,k] B[k,n], columns split "
       "over `threads`): the ceiling the benchmarks compare the kernels with.");
+  m.def(
+      "adam_step",
+      [](const py::list& weights, const py::list& grads, const py::list& ms, const py::list& vs,
+         const py::object& vhats, double alpha, double c1, double c2, double eps) {
+        if (weights.empty()) return py::object(py::none());
+        const py::array first = AsArray(weights[0], "weights[0]");
+        if (py::array_t<float>::check_(first))
+          return AdamStepT<float>(weights, grads, ms, vs, vhats, alpha, c1, c2, eps);
+        if (py::array_t<double>::check_(first))
+          return AdamStepT<double>(weights, grads, ms, vs, vhats, alpha, c1, c2, eps);
+        throw py::type_error("adam_step: weights must be float32 or float64 arrays");
+      },
+      py::arg("weights"), py::arg("grads"), py::arg("ms"), py::arg("vs"), py::arg("vhats"),
+      py::arg("alpha"), py::arg("c1"), py::arg("c2"), py::arg("eps"),
+      "One Keras Adam step over lists of arrays, in place, in one call: m += (g - m) * c1; "
+      "v += (g*g - v) * c2; [vhat = max(vhat, v)]; w -= m * alpha / (sqrt(v) + eps). Rounds "
+      "as the NumPy implementation does (bit-identical).");
   BindSimpleRNN(m);
   BindLSTM(m);
   BindGRU(m);

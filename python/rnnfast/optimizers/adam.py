@@ -50,6 +50,31 @@ class Adam(Optimizer):
         if self.amsgrad:
             self._velocity_hats = self.add_optimizer_variables(var_list, "velocity_hat")
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        """All variables in one C++ call (rnnfast._core.adam_step), which rounds
+        exactly as update_step's NumPy operations; update_step remains for
+        anything the fused call does not take."""
+        values = [v.value for v in trainable_variables]
+        dtype = values[0].dtype if values else None
+        if (not values or dtype not in (np.float32, np.float64)
+                or any(w.dtype != dtype or not w.flags.c_contiguous or not w.flags.writeable
+                       for w in values)
+                or any(np.asarray(g).dtype != dtype for g in grads)):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        from .. import _core
+
+        idx = [self._get_variable_index(v) for v in trainable_variables]
+        f = dtype.type
+        one = f(1)
+        step = f(self.iterations + 1)
+        alpha = (f(learning_rate) * np.sqrt(one - np.power(f(self.beta_2), step))
+                 / (one - np.power(f(self.beta_1), step)))
+        _core.adam_step(values, list(grads), [self._momentums[i] for i in idx],
+                        [self._velocities[i] for i in idx],
+                        [self._velocity_hats[i] for i in idx] if self.amsgrad else None,
+                        float(alpha), float(f(1.0 - float(self.beta_1))),
+                        float(f(1.0 - float(self.beta_2))), float(f(float(self.epsilon))))
+
     def update_step(self, gradient, variable, learning_rate):
         w = variable.value
         i = self._get_variable_index(variable)
