@@ -40,7 +40,7 @@ inline Range Split(Index n, int parts, int i, Index align = 1) {
 inline int ChooseThreads(Index batch, Index units, int gates) {
   const double step_flops = 2.0 * static_cast<double>(batch) * static_cast<double>(units) *
                             static_cast<double>(gates) * static_cast<double>(units);
-  if (step_flops < 2.0e5) return 1;
+  if (step_flops < 2.0e5 || RecentlyContended()) return 1;
   return static_cast<int>(std::min<Index>(GetNumThreads(), std::max<Index>(1, units / 8)));
 }
 

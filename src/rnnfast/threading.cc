@@ -26,6 +26,8 @@ constexpr int kMaxThreads = 256;
 // between the kernel calls of one training step, short enough not to steal
 // the cores from NumPy or Python in between.
 constexpr auto kSpinTime = std::chrono::microseconds(50);
+// How long a barrier spins before it starts yielding its core.
+constexpr auto kBarrierSpin = std::chrono::microseconds(20);
 
 int DefaultThreads() {
   if (const char* env = std::getenv("RNNFAST_NUM_THREADS")) {
@@ -76,8 +78,9 @@ class Pool {
     }
     wake_.notify_all();
     fn(Team{0, n, &barrier});
+    const auto start = std::chrono::steady_clock::now();
     for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < 4096) {
+      if ((spins & 63) != 63 || std::chrono::steady_clock::now() - start < kBarrierSpin) {
         RNNFAST_PAUSE();
       } else {
         std::this_thread::yield();
@@ -136,6 +139,16 @@ class Pool {
 };
 
 std::atomic<Pool*> g_pool{nullptr};
+// steady_clock ticks until which teams are considered contended.
+std::atomic<std::int64_t> g_contended_until{0};
+
+std::int64_t Now() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+
+void NoteContention() {
+  const auto hold = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::seconds(1));
+  g_contended_until.store(Now() + hold.count(), std::memory_order_relaxed);
+}
 std::once_flag g_init;
 
 void AfterForkInChild() {
@@ -162,14 +175,28 @@ void SpinBarrier::Wait() {
     generation_.fetch_add(1, std::memory_order_release);
     return;
   }
+  // Spin briefly (members normally arrive within microseconds of each
+  // other), then yield the core: when other processes hold the cores the late
+  // member may be waiting for ours. A wait past a millisecond is reported.
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  bool noted = false;
   for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
-    if (spins < 16384) {
+    if ((spins & 63) != 63) {
       RNNFAST_PAUSE();
-    } else {
-      std::this_thread::yield();  // oversubscribed: let the late member run
+      continue;
+    }
+    const auto waited = Clock::now() - start;
+    if (waited < kBarrierSpin) continue;
+    std::this_thread::yield();
+    if (!noted && waited > std::chrono::milliseconds(1)) {
+      NoteContention();
+      noted = true;
     }
   }
 }
+
+bool RecentlyContended() { return Now() < g_contended_until.load(std::memory_order_relaxed); }
 
 void SetNumThreads(int n) {
   if (n < 1) n = 1;

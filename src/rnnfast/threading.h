@@ -44,4 +44,10 @@ struct Team {
 // smaller) and returns when all members have returned. fn must not throw.
 void ParallelRun(int want, const std::function<void(const Team&)>& fn);
 
+// True for a while (about a second) after a barrier waited more than a
+// millisecond: other processes hold the cores, and a team that meets at every
+// time step would spend its time waiting for descheduled members, so the
+// kernels run on one thread meanwhile.
+bool RecentlyContended();
+
 }  // namespace rnnfast
