@@ -250,3 +250,31 @@ def test_inference_matches_training_forward():
     np.testing.assert_array_equal(y_inf, y_tr)
     y_ref, _, _ = reference_forward(case, a)
     np.testing.assert_allclose(y_inf, y_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 3, 4), (700, 64, 92), (3, 300, 900)])
+def test_matmul_matches_numpy(dtype, shape):
+    """The dense layers' products run on rnnfast's threads (not NumPy's BLAS)."""
+    M, K, N = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((K, N)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    ref = a.astype(np.float64) @ b
+    for got in (_core.matmul(a, b), _core.matmul(np.ascontiguousarray(a.T), b, trans_a=True),
+                _core.matmul(a, np.ascontiguousarray(b.T), trans_b=True)):
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    out = np.ones((M, N), dtype)
+    _core.matmul(a, b, out=out, accumulate=True)
+    np.testing.assert_allclose(out, ref + 1, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_matmul_argument_checks():
+    a = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"b must have shape \(3, 4\)|b must have shape \(3, 5\)"):
+        _core.matmul(a, np.zeros((4, 5), np.float32))
+    with pytest.raises(TypeError, match="b has dtype float64, expected float32"):
+        _core.matmul(a, np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="a must be a 2-D array"):
+        _core.matmul(np.zeros(3, np.float32), a)

@@ -6,6 +6,7 @@
 #include "bindings/common.h"
 #include "rnnfast/build_info.h"
 #include "rnnfast/gemm_bench.h"
+#include "rnnfast/matmul.h"
 #include "rnnfast/optim.h"
 #include "rnnfast/threading.h"
 
@@ -159,6 +160,29 @@ py::object AdamStepT(const py::list& weights, const py::list& grads, const py::l
 
 }  // namespace
 
+template <typename T>
+py::array MatMulT(const py::array& a0, py::handle b_obj, bool trans_a, bool trans_b,
+                  py::handle out_obj, bool accumulate) {
+  if (a0.ndim() != 2) throw py::value_error("a must be a 2-D array, got shape " + ShapeStr(a0));
+  const Index ar = a0.shape(0), ac = a0.shape(1);
+  const Index M = trans_a ? ac : ar, K = trans_a ? ar : ac;
+  auto a = Input<T>(a0, "a", Shape{ar, ac}, "rows, columns");
+  py::array b0 = AsArray(b_obj, "b");
+  if (b0.ndim() != 2) throw py::value_error("b must be a 2-D array, got shape " + ShapeStr(b0));
+  const Index N = trans_b ? b0.shape(0) : b0.shape(1);
+  auto b = Input<T>(b0, "b", trans_b ? Shape{N, K} : Shape{K, N},
+                    trans_b ? "columns of the product, inner dimension"
+                            : "inner dimension, columns of the product");
+  auto out = Output<T>(out_obj, "out", Shape{M, N});
+  CheckNoOverlap(out, "out", {{&a, "a"}, {&b, "b"}});
+  {
+    py::gil_scoped_release release;
+    MatMul<T>(trans_a, trans_b, M, N, K, a.data(), ac, b.data(), b.shape(1), out.mutable_data(), N,
+              accumulate && !out_obj.is_none());
+  }
+  return out;
+}
+
 void BindAll(py::module_& m) {
   m.doc() = "rnnfast's compiled kernels (SimpleRNN, LSTM, GRU forward and backward).";
   m.def(
@@ -193,6 +217,20 @@ void BindAll(py::module_& m) {
       py::arg("repeats") = 5,
       "FP32 GEMM speed of this build (median GFLOP/s of C[m,n] = A[m,k] B[k,n], columns split "
       "over `threads`): the ceiling the benchmarks compare the kernels with.");
+  m.def(
+      "matmul",
+      [](py::object a, py::object b, bool trans_a, bool trans_b, py::object out, bool accumulate) {
+        const py::array a0 = AsArray(a, "a");
+        if (py::array_t<float>::check_(a0)) return MatMulT<float>(a0, b, trans_a, trans_b, out, accumulate);
+        if (py::array_t<double>::check_(a0))
+          return MatMulT<double>(a0, b, trans_a, trans_b, out, accumulate);
+        throw py::type_error("a has dtype " + py::str(a0.dtype()).cast<std::string>() +
+                             ", expected float32 or float64");
+      },
+      py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+      py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
+      "op(a) @ op(b) on rnnfast's threads (not NumPy's BLAS, whose threads would compete with "
+      "them); op transposes when trans_a / trans_b. With out and accumulate, adds to out.");
   m.def(
       "adam_step",
       [](const py::list& weights, const py::list& grads, const py::list& ms, const py::list& vs,

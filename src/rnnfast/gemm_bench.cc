@@ -40,3 +40,43 @@ double GemmGflops(Index M, Index N, Index K, int threads, int repeats) {
 }
 
 }  // namespace rnnfast
+
+// ---- MatMul (matmul.h) ----
+
+#include "rnnfast/matmul.h"
+
+namespace rnnfast {
+
+template <typename T>
+void MatMul(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Index lda,
+            const T* B, Index ldb, T* C, Index ldc, bool accumulate) {
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int want = flops < 4e6 || RecentlyContended() ? 1 : GetNumThreads();
+  ParallelRun(want, [&](const Team& team) {
+    if (team.size == 1) {
+      detail::Gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+      return;
+    }
+    // Split the longer output side.
+    if (N >= M) {
+      const detail::Range c = detail::Split(N, team.size, team.rank, 16);
+      if (c.size() == 0) return;
+      const T* b = trans_b ? B + c.begin * ldb : B + c.begin;
+      detail::Gemm<T>(trans_a, trans_b, M, c.size(), K, A, lda, b, ldb, C + c.begin, ldc,
+                      accumulate);
+    } else {
+      const detail::Range r = detail::Split(M, team.size, team.rank);
+      if (r.size() == 0) return;
+      const T* a = trans_a ? A + r.begin : A + r.begin * lda;
+      detail::Gemm<T>(trans_a, trans_b, r.size(), N, K, a, lda, B, ldb, C + r.begin * ldc, ldc,
+                      accumulate);
+    }
+  });
+}
+
+template void MatMul<float>(bool, bool, Index, Index, Index, const float*, Index, const float*,
+                            Index, float*, Index, bool);
+template void MatMul<double>(bool, bool, Index, Index, Index, const double*, Index, const double*,
+                             Index, double*, Index, bool);
+
+}  // namespace rnnfast

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _rng
+from .. import _core, _rng
 from .. import activations as activations_module
 from .. import constraints as constraints_module
 from .. import initializers as initializers_module
@@ -74,7 +74,8 @@ class Dense(Layer):
             raise ValueError(f"Dense '{self.name}' expects inputs with {self.kernel.shape[0]} "
                              f"features on the last axis, got shape {x.shape}")
         x2 = x.reshape(-1, x.shape[-1])
-        z = x2 @ self.kernel.value
+        # Products on rnnfast's threads: NumPy's BLAS threads would compete with them.
+        z = _core.matmul(x2, self.kernel.value)
         if self.bias is not None:
             z += self.bias.value
         y = z if self.activation is activations_module.linear else self.activation(z)
@@ -85,10 +86,11 @@ class Dense(Layer):
     def backward(self, grad):
         x2, z, y, shape = self._cache
         dz = apply_activation_backward(self.activation, z, y, grad.reshape(-1, self.units))
-        self.kernel.grad = x2.T @ dz
+        dz = np.asarray(dz, dtype=x2.dtype)
+        self.kernel.grad = _core.matmul(x2, dz, trans_a=True)
         if self.bias is not None:
             self.bias.grad = dz.sum(axis=0)
-        return (dz @ self.kernel.value.T).reshape(shape)
+        return _core.matmul(dz, self.kernel.value, trans_b=True).reshape(shape)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
