@@ -43,8 +43,9 @@ def build_info() -> dict:
     return info
 
 
-_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "initializers", "layers",
-               "losses", "metrics", "models", "optimizers", "regularizers", "saving", "utils")
+_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "initializers", "interop",
+               "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
+               "utils")
 # Top-level names of Keras 3 and where they live.
 _ALIASES = {"Sequential": ("models", "Sequential"), "Input": ("layers", "Input"),
             "Layer": ("layers", "Layer"), "Variable": ("layers", "Variable"),

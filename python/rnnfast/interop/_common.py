@@ -1,0 +1,40 @@
+"""Shared pieces of the Keras and PyTorch converters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ConversionError(ValueError):
+    """A well-formed model that the other side cannot represent (a layer or
+    option rnnfast does not implement, a torch feature without an rnnfast
+    counterpart, ...)."""
+
+
+def require_h5py():
+    """h5py, imported on first use: it is an optional dependency."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("Keras model files keep their weights in HDF5, which needs h5py, an "
+                          "optional dependency of rnnfast: pip install h5py (or pip install "
+                          "'rnnfast[keras]')") from None
+    return h5py
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("to_torch builds a torch.nn module and needs PyTorch: pip install torch "
+                          "(to_torch_state_dict gives the weights as NumPy arrays without it)") \
+            from None
+    return torch
+
+
+def float_dtype(dtype, what: str) -> np.dtype:
+    """float32 or float64, the types rnnfast computes in."""
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConversionError(f"{what}: rnnfast computes in float32 or float64, got {dt}")
+    return dt
