@@ -1,6 +1,7 @@
 """rnnfast against PyTorch (and Keras when installed) on the reference workloads.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py [--quick]
+        [--keras-python /path/to/venv-with-tensorflow/bin/python]
 
 W1 'tutorial': batch 32, T=50, input 1, RNN(20, return_sequences) -> RNN(20) -> Dense(1)
 W2 'small':    batch 64, T=100, input 32, RNN(64) -> Dense(1)
@@ -185,8 +186,8 @@ def child(args):
     print(json.dumps(res))
 
 
-def available(module):
-    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+def available(module, python=sys.executable):
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -200,6 +201,8 @@ def main():
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--frameworks", nargs="+", default=["rnnfast", "torch", "keras"])
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    p.add_argument("--keras-python", metavar="PYTHON", default=sys.executable,
+                   help="interpreter with Keras (and TensorFlow) installed, e.g. a separate venv")
     p.add_argument("--child", choices=["rnnfast", "torch", "keras"], help=argparse.SUPPRESS)
     p.add_argument("--workload", help=argparse.SUPPRESS)
     p.add_argument("--cell", help=argparse.SUPPRESS)
@@ -209,7 +212,8 @@ def main():
         return child(args)
     if args.quick:
         args.rounds, args.workloads = 1, [w for w in args.workloads if w in ("W1", "W2")]
-    frameworks = [f for f in args.frameworks if f == "rnnfast" or available(f)]
+    python = {"rnnfast": sys.executable, "torch": sys.executable, "keras": args.keras_python}
+    frameworks = [f for f in args.frameworks if f == "rnnfast" or available(f, python[f])]
     missing = sorted(set(args.frameworks) - set(frameworks))
     results = {}
     for r in range(args.rounds):
@@ -217,7 +221,7 @@ def main():
             repeats = args.repeats or ({"W1": 50, "W2": 30, "W3": 10, "W4": 4}[w] if not args.quick else 5)
             for cell in args.cells:
                 for fw in frameworks:
-                    cmd = [sys.executable, __file__, "--child", fw, "--workload", w, "--cell", cell,
+                    cmd = [python[fw], __file__, "--child", fw, "--workload", w, "--cell", cell,
                            "--repeats", str(repeats), "--threads", str(args.threads)]
                     out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode != 0:
