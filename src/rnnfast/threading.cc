@@ -168,32 +168,41 @@ Pool& GlobalPool() {
 
 }  // namespace
 
+SpinBarrier::SpinBarrier(int n) : n_(n), released_(Now()) {}
+
 void SpinBarrier::Wait() {
+  const std::int64_t arrived_at = Now();
+  const std::int64_t previous_release = released_.load(std::memory_order_relaxed);
   const unsigned gen = generation_.load(std::memory_order_acquire);
   if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
     arrived_.store(0, std::memory_order_relaxed);
+    released_.store(arrived_at, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     return;
   }
   // Spin briefly (members normally arrive within microseconds of each
   // other), then yield the core: when other processes hold the cores the late
-  // member may be waiting for ours. A wait past a millisecond is reported.
+  // member may be waiting for ours.
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
-  bool noted = false;
+  bool yielded = false;
   for (int spins = 0; generation_.load(std::memory_order_acquire) == gen; ++spins) {
-    if ((spins & 63) != 63) {
+    if ((spins & 63) != 63 || Clock::now() - start < kBarrierSpin) {
       RNNFAST_PAUSE();
       continue;
     }
-    const auto waited = Clock::now() - start;
-    if (waited < kBarrierSpin) continue;
     std::this_thread::yield();
-    if (!noted && waited > std::chrono::milliseconds(1)) {
-      NoteContention();
-      noted = true;
-    }
+    yielded = true;
   }
+  if (!yielded) return;
+  // A long wait is a sign of contention only when it dwarfs the work this
+  // member did since the previous barrier (a big, slightly unbalanced phase
+  // also waits long); several such waits in one run decide it.
+  const std::int64_t waited = Now() - arrived_at;
+  const std::int64_t worked = arrived_at - previous_release;
+  const std::int64_t ms = std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::milliseconds(1)).count();
+  if (waited > ms && waited > worked && strikes_.fetch_add(1) + 1 == 3) NoteContention();
 }
 
 bool RecentlyContended() { return Now() < g_contended_until.load(std::memory_order_relaxed); }

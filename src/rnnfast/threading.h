@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 
 namespace rnnfast {
@@ -20,13 +21,15 @@ int GetNumThreads();
 // A barrier for the members of one parallel run. Spins, then yields.
 class SpinBarrier {
  public:
-  explicit SpinBarrier(int n) : n_(n) {}
+  explicit SpinBarrier(int n);
   void Wait();
 
  private:
   const int n_;
   std::atomic<int> arrived_{0};
   std::atomic<unsigned> generation_{0};
+  std::atomic<std::int64_t> released_;  // steady_clock ticks of the last release
+  std::atomic<int> strikes_{0};         // long waits that exceeded the work before them
 };
 
 // One member's view of a parallel run.
@@ -44,10 +47,11 @@ struct Team {
 // smaller) and returns when all members have returned. fn must not throw.
 void ParallelRun(int want, const std::function<void(const Team&)>& fn);
 
-// True for a while (about a second) after a barrier waited more than a
-// millisecond: other processes hold the cores, and a team that meets at every
-// time step would spend its time waiting for descheduled members, so the
-// kernels run on one thread meanwhile.
+// True for a while (about a second) after barriers of one run waited, three
+// times, longer than a millisecond and longer than the work their member did
+// since the previous barrier: other processes hold the cores, and a team that
+// meets at every time step would spend its time waiting for descheduled
+// members, so the kernels run on one thread meanwhile.
 bool RecentlyContended();
 
 }  // namespace rnnfast
