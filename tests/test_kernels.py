@@ -55,6 +55,14 @@ def multithreaded_cases():
         if cell == "gru":
             cases += [base.replace(reset_after=False),
                       base.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+        # Recurrent kernels big enough to be multiplied from packed panels
+        # (members own whole panels of units; the last panel is partial).
+        packed = Case(cell, B=8, T=5, I=20, U=150, seed=11)
+        cases += [packed, packed.replace(mask=True, go_backwards=True, initial_state=True),
+                  packed.replace(input_dropout=packed.G, recurrent_dropout=packed.G, mask=True)]
+        if cell == "gru":
+            cases += [packed.replace(reset_after=False),
+                      packed.replace(reset_after=False, recurrent_dropout=3, mask=True)]
         # Weights too big to stream their gradients step by step: GEMMs after the loop.
         big = Case(cell, B=4, T=3, I=100, U=400 if cell != "simple_rnn" else 900, seed=9)
         cases += [big, big.replace(mask=True, go_backwards=True, recurrent_dropout=1)]

@@ -79,8 +79,7 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
       if (!after) {
         team.Sync();  // the h-gate product reads r * h of every unit
         if (up > 0) {
-          detail::Gemm<T>(false, false, B, up, U, m.RA(s), U, q.Rp(own) + 2 * up, ls,
-                          q.Scratch(own) + 2 * up, ls, false);
+          q.RecMul(2, own, m.RA(s), U, q.Scratch(own) + 2 * up, ls, false);
           for (Index b = 0; b < B; ++b) {
             T* g = q.Gates(s) + b * GU + ob;
             const T* sh = q.Scratch(own) + b * ls + 2 * up;
@@ -172,8 +171,7 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
       if (!after) {
         if (up > 0) {
           // d(r * h_{t-1}) for this member's units needs d hh of all units.
-          detail::Gemm<T>(false, false, B, up, U, q.Gates(s) + 2 * U, GU, q.RT(2 * U, own), U,
-                          t1 + ob, U, false);
+          q.RecTMul(2 * U, U, own, q.Gates(s) + 2 * U, GU, t1 + ob, U, false);
           // Pass 2, per row: d r, and d(r * h_{t-1}) * r into the direct path.
           for (Index b = 0; b < B; ++b) {
             T* g = q.Gates(s) + b * GU + ob;

@@ -1,5 +1,6 @@
 #include "rnnfast/math.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 #include <stdexcept>
@@ -180,6 +181,33 @@ bool UseSmallGemmTransA(Index M, Index N, Index K) {
   return b_bytes <= 256 * 1024 || (M <= 64 && N <= 256 && b_bytes <= 1024 * 1024);
 }
 
+// Packed B: per panel, K in slices of KC rows (a [KC, W] slice is 32 KiB,
+// kept in L1 while every row block of A passes), accumulating into C.
+template <typename T>
+void PackedColumns(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, T* C, Index ldc,
+                   bool accumulate) {
+  constexpr Index PS = kPacket<T>, W = kPanel<T>, KC = 32 * 1024 / (W * sizeof(T));
+  const Index packets = (N + PS - 1) / PS, last = N - (packets - 1) * PS;
+  for (Index k = 0; k < K; k += KC) {
+    const Index kc = std::min(KC, K - k);
+    const bool acc = accumulate || k > 0;
+    switch (packets) {
+      case 4:
+        Columns<T, 4, false>(M, kc, A + k, lda, Bp + k * W, W, C, ldc, acc, last);
+        break;
+      case 3:
+        Columns<T, 3, false>(M, kc, A + k, lda, Bp + k * W, W, C, ldc, acc, last);
+        break;
+      case 2:
+        Columns<T, 2, false>(M, kc, A + k, lda, Bp + k * W, W, C, ldc, acc, last);
+        break;
+      default:
+        Columns<T, 1, false>(M, kc, A + k, lda, Bp + k * W, W, C, ldc, acc, last);
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -232,6 +260,31 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
   }
 }
 
+template <typename T>
+void GemmPacked(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, Index panel_stride,
+                T* C, Index ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate) Mat<T>(C, M, N, Eigen::OuterStride<>(ldc)).setZero();
+    return;
+  }
+  constexpr Index W = kPanel<T>;
+  for (Index n = 0; n < N; n += W)
+    PackedColumns<T>(M, std::min(W, N - n), K, A, lda, Bp + (n / W) * panel_stride, C + n, ldc,
+                     accumulate);
+}
+
+template <typename T>
+bool PreferPacked(Index N, Index K) {
+  return !UseSmallGemm<T>(N, K);
+}
+
+template void GemmPacked<float>(Index, Index, Index, const float*, Index, const float*, Index,
+                                float*, Index, bool);
+template void GemmPacked<double>(Index, Index, Index, const double*, Index, const double*, Index,
+                                 double*, Index, bool);
+template bool PreferPacked<float>(Index, Index);
+template bool PreferPacked<double>(Index, Index);
 template void Gemm<float>(bool, bool, Index, Index, Index, const float*, Index, const float*,
                           Index, float*, Index, bool);
 template void Gemm<double>(bool, bool, Index, Index, Index, const double*, Index,

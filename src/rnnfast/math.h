@@ -103,6 +103,45 @@ using Packet = typename pk::packet_traits<T>::type;
 template <typename T>
 constexpr Index kPacket = pk::unpacket_traits<Packet<T>>::size;
 
+// A right operand multiplied many times (a recurrent kernel: once per time
+// step) is packed once into panels of kPanel<T> columns: panel p holds
+// columns [p*W, p*W + W) of all K rows as a contiguous row-major [K, W] block,
+// zero-padded past column N. The products then read B sequentially, a
+// [KC, W] slice of a panel staying in the L1 cache while the rows of A stream
+// by, and never repack it (Eigen's GEMM repacks B at every call).
+template <typename T>
+constexpr Index kPanel = 4 * kPacket<T>;
+template <typename T>
+constexpr Index PackedSize(Index K, Index N) {
+  return (N + kPanel<T> - 1) / kPanel<T> * K * kPanel<T>;
+}
+// out (PackedSize(K, N) elements) = the panels of the [K, N] matrix whose
+// element (k, n) is at(k, n).
+template <typename T, typename At>
+void PackPanels(Index K, Index N, At&& at, T* out) {
+  constexpr Index W = kPanel<T>;
+  for (Index p = 0; p * W < N; ++p) {
+    T* dst = out + p * K * W;
+    const Index cols = N - p * W < W ? N - p * W : W;
+    for (Index k = 0; k < K; ++k) {
+      for (Index j = 0; j < cols; ++j) dst[k * W + j] = at(k, p * W + j);
+      for (Index j = cols; j < W; ++j) dst[k * W + j] = T(0);
+    }
+  }
+}
+// C[M, N] (+)= A[M, K] @ B[K, N], B packed by PackPanels; Bp points at row k0
+// of panel 0 (packed + k0 * kPanel) for products over rows [k0, k0 + K) of a
+// packed matrix with Kp rows, whose panels are panel_stride = Kp * kPanel
+// apart. A and C row-major with row strides lda, ldc. Single-threaded.
+template <typename T>
+void GemmPacked(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, Index panel_stride,
+                T* C, Index ldc, bool accumulate);
+// True where GemmPacked beats the in-place kernels that Gemm uses for small
+// products (B of [K, N] too big to stay in cache).
+template <typename T>
+bool PreferPacked(Index N, Index K);
+
+
 // Masked loads and stores where the ISA has them (AVX-512 and AVX for float):
 // a partial packet then costs one instruction instead of a copy through a
 // buffer; the masked-off lanes are never touched (no fault past an array).

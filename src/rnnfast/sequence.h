@@ -93,7 +93,14 @@ class Sequence {
     if (n_in > 0) in_mask_.Reserve(static_cast<std::size_t>(n_in * B * I));
     if (n_rec > 0) rec_mask_.Reserve(static_cast<std::size_t>(n_rec * B * U));
     if (has_mask) step_mask_.Reserve(static_cast<std::size_t>(Tn * B));
-    rp_.Reserve(static_cast<std::size_t>(U * GU));
+    // Big recurrent kernels are multiplied from panels packed once per call
+    // (GemmPacked); members then own whole panels of units.
+    packed_ = PreferPacked<T>(GU, U);
+    if (packed_) {
+      rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
+    } else {
+      rp_.Reserve(static_cast<std::size_t>(U * GU));
+    }
     scratch_.Reserve(static_cast<std::size_t>(B * GU));
     bias_work_.Reserve(static_cast<std::size_t>(GU));
   }
@@ -111,7 +118,11 @@ class Sequence {
     if (has_bias && a.dbias == nullptr)
       throw std::invalid_argument("dbias is required: the forward had a bias");
     work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
-    rt_.Reserve(static_cast<std::size_t>(GU * U));
+    if (packed_) {
+      rtp_.Reserve(static_cast<std::size_t>(PackedSize<T>(GU, U)));
+    } else {
+      rt_.Reserve(static_cast<std::size_t>(GU * U));
+    }
     // Small and medium weights: their gradients are accumulated at every step,
     // while that step's gate gradients are still in the cache, instead of by
     // GEMMs over all steps after the loop (which re-read them from memory).
@@ -126,17 +137,23 @@ class Sequence {
   static constexpr double kStreamBytes = 2.0 * 1024 * 1024;
 
   // R^T ([G*U, U]) for the backward's per-step products, which then read
-  // their right operand row by row, and when streaming W^T ([G*U, I]) for
-  // dx; also zeroes this member's columns of the streamed gradients. The
-  // loop's first Sync precedes any use.
+  // their right operand row by row (packed: this member's panels of it), and
+  // when streaming W^T ([G*U, I]) for dx; also zeroes this member's columns
+  // of the streamed gradients. The loop's first Sync precedes any use.
   void PrepareBackward(const Team& team, const BackwardArgs<T>& a, Range own, bool rec_bias) {
     const Range rows = Split(GU, team.size, team.rank);
     if (rows.size() > 0) {
-      Blk(rt_.data() + rows.begin * U, rows.size(), U, U) =
-          CBlk(a.recurrent_kernel + rows.begin, U, rows.size(), GU).transpose();
+      if (!packed_)
+        Blk(rt_.data() + rows.begin * U, rows.size(), U, U) =
+            CBlk(a.recurrent_kernel + rows.begin, U, rows.size(), GU).transpose();
       if (stream_)
         Blk(wt_.data() + rows.begin * I, rows.size(), I, I) =
             CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
+    }
+    if (packed_ && own.size() > 0) {
+      const T* r = a.recurrent_kernel + own.begin * GU;
+      PackPanels<T>(GU, own.size(), [&](Index k, Index j) { return r[j * GU + k]; },
+                    rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T>);
     }
     if (!stream_ || own.size() == 0) return;
     for (int g = 0; g < G; ++g) {
@@ -150,8 +167,29 @@ class Sequence {
     }
   }
 
-  // Rows [c, c + k) of R^T, columns of this member's units: [k, up], row stride U.
-  const T* RT(Index c, Range own) const { return rt_.data() + c * U + own.begin; }
+  // out[B, up] (+)= A[B, k] @ rows [c, c + k) of R^T, this member's columns.
+  void RecTMul(Index c, Index k, Range own, const T* A, Index lda, T* out, Index ldo,
+               bool accumulate) const {
+    if (packed_) {
+      GemmPacked<T>(B, own.size(), k, A, lda,
+                    rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T> + c * kPanel<T>,
+                    GU * kPanel<T>, out, ldo, accumulate);
+    } else {
+      Gemm<T>(false, false, B, own.size(), k, A, lda, rt_.data() + c * U + own.begin, U, out, ldo,
+              accumulate);
+    }
+  }
+  // out[B, up] (+)= A[B, U] @ R[:, gate g's columns of this member's units].
+  void RecMul(int g, Range own, const T* A, Index lda, T* out, Index ldo, bool accumulate) const {
+    const Index up = own.size();
+    if (packed_) {
+      GemmPacked<T>(B, up, U, A, lda,
+                    rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>,
+                    U * kPanel<T>, out, ldo, accumulate);
+    } else {
+      Gemm<T>(false, false, B, up, U, A, lda, Rp(own) + g * up, G * up, out, ldo, accumulate);
+    }
+  }
 
   // ---- layout ----
   Index Slots() const { return training ? Tn + 1 : 2; }
@@ -177,7 +215,9 @@ class Sequence {
   const T* InMask(int g) const { return in_mask_.data() + InIdx(g) * B * I; }
   bool StepOn(Index s, Index b) const { return !has_mask || step_mask_.data()[s * B + b] != 0; }
   Index Orig(Index s) const { return go_backwards ? Tn - 1 - s : s; }
-  Range Units(const Team& team) const { return Split(U, team.size, team.rank, kAlign); }
+  Range Units(const Team& team) const {
+    return Split(U, team.size, team.rank, packed_ ? kPanel<T> : kAlign);
+  }
   T* Scratch(Range own) const { return scratch_.data() + B * G * own.begin; }  // [B, G*Up]
   const T* Rp(Range own) const { return rp_.data() + U * G * own.begin; }       // [U, G*Up]
 
@@ -216,7 +256,16 @@ class Sequence {
       Blk(Hd(k, 0) + own.begin, B, up, U) = h0 * CBlk(RecMask(k) + own.begin, B, up, U);
     }
     // Packed recurrent kernel: this member's columns of every gate, side by
-    // side, so that a step's product is one GEMM.
+    // side, so that a step's product is one GEMM; or, for big kernels, each
+    // gate's panels of this member's units.
+    if (packed_) {
+      for (int g = 0; g < G; ++g) {
+        const T* r = a.recurrent_kernel + g * U + own.begin;
+        PackPanels<T>(U, up, [&](Index k, Index j) { return r[k * GU + j]; },
+                      rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>);
+      }
+      return;
+    }
     T* rp = rp_.data() + U * G * own.begin;
     for (int g = 0; g < G; ++g)
       Blk(rp + g * up, U, up, G * up) = CBlk(a.recurrent_kernel + g * U + own.begin, U, up, GU);
@@ -255,10 +304,9 @@ class Sequence {
   void RecurrentProduct(Index s, Range own, int g0, int g1) const {
     const Index up = own.size();
     if (up == 0) return;
-    if (n_rec == G && G > 1) {
+    if ((n_rec == G && G > 1) || packed_) {
       for (int g = g0; g < g1; ++g)
-        Gemm<T>(false, false, B, up, U, RecSource(g, s), U, Rp(own) + g * up, G * up,
-                Scratch(own) + g * up, G * up, false);
+        RecMul(g, own, RecSource(g, s), U, Scratch(own) + g * up, G * up, false);
     } else {
       Gemm<T>(false, false, B, (g1 - g0) * up, U, RecSource(g0, s), U, Rp(own) + g0 * up,
               G * up, Scratch(own) + g0 * up, G * up, false);
@@ -412,12 +460,12 @@ class Sequence {
     if (n_rec <= 1 && contiguous) {
       const Index k = (g1 - g0) * U;
       if (n_rec == 0) {
-        Gemm<T>(false, false, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], RT(g0 * U, own),
-                U, out + own.begin, U, accumulate);
+        RecTMul(g0 * U, k, own, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], out + own.begin, U,
+                accumulate);
         return;
       }
-      Gemm<T>(false, false, B, up, k, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], RT(g0 * U, own), U,
-              tmp + own.begin, U, false);
+      RecTMul(g0 * U, k, own, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], tmp + own.begin, U,
+              false);
       const auto m = CBlk(RecMask(0) + own.begin, B, up, U);
       if (accumulate) {
         dst += CBlk(tmp + own.begin, B, up, U) * m;
@@ -427,8 +475,7 @@ class Sequence {
       return;
     }
     for (int g = g0; g < g1; ++g) {
-      Gemm<T>(false, false, B, up, U, rg.dg[g] + s * B * rg.ld[g], rg.ld[g], RT(g * U, own), U,
-              tmp + own.begin, U, false);
+      RecTMul(g * U, U, own, rg.dg[g] + s * B * rg.ld[g], rg.ld[g], tmp + own.begin, U, false);
       const auto t = CBlk(tmp + own.begin, B, up, U);
       if (n_rec > 0) {
         const auto m = CBlk(RecMask(g) + own.begin, B, up, U);
@@ -529,8 +576,9 @@ class Sequence {
 
  private:
   Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_,
-      wt_;
+      wt_, rpp_, rtp_;
   bool stream_ = false;
+  bool packed_ = false;  // rpp_ and rtp_ (panels) instead of rp_ and rt_
   Buffer<std::uint8_t> step_mask_;
 };
 
