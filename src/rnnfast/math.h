@@ -109,8 +109,12 @@ constexpr Index kPacket = pk::unpacket_traits<Packet<T>>::size;
 // zero-padded past column N. The products then read B sequentially, a
 // [KC, W] slice of a panel staying in the L1 cache while the rows of A stream
 // by, and never repack it (Eigen's GEMM repacks B at every call).
+// Widest column block of the register-blocked kernels, in packets: its
+// accumulator tile (rows x packets) plus the B packets must fit in the vector
+// registers, 32 with AVX-512 (6 x 4 tiles) but 16 with AVX2/SSE (6 x 2).
+constexpr int kMaxPackets = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 4 : 2;
 template <typename T>
-constexpr Index kPanel = 4 * kPacket<T>;
+constexpr Index kPanel = kMaxPackets * kPacket<T>;
 template <typename T>
 constexpr Index PackedSize(Index K, Index N) {
   return (N + kPanel<T> - 1) / kPanel<T> * K * kPanel<T>;
