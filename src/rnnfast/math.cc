@@ -1,6 +1,9 @@
 #include "rnnfast/math.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstddef>
 #include <memory>
 #include <vector>
 #include <stdexcept>
@@ -234,6 +237,17 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
   } else {
     RunGemm<T, Cm, Cm>(M, N, K, A, lda, B, ldb, C, ldc);
   }
+}
+
+std::size_t L2CacheBytes() {
+  static const std::size_t bytes = [] {
+    long n = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? static_cast<std::size_t>(n) : std::size_t{512} * 1024;
+  }();
+  return bytes;
 }
 
 template <typename T>

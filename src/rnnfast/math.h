@@ -109,6 +109,9 @@ constexpr Index kPacket = pk::unpacket_traits<Packet<T>>::size;
 // zero-padded past column N. The products then read B sequentially, a
 // [KC, W] slice of a panel staying in the L1 cache while the rows of A stream
 // by, and never repack it (Eigen's GEMM repacks B at every call).
+// Bytes of L2 cache per core (sysconf; 512 KiB where it cannot say).
+std::size_t L2CacheBytes();
+
 // Widest column block of the register-blocked kernels, in packets: its
 // accumulator tile (rows x packets) plus the B packets must fit in the vector
 // registers, 32 with AVX-512 (6 x 4 tiles) but 16 with AVX2/SSE (6 x 2).

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -144,10 +145,24 @@ std::atomic<std::int64_t> g_contended_until{0};
 
 std::int64_t Now() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
 
+// How long the kernels stay on one thread once contention is seen: short at
+// first (a burst such as NumPy's BLAS threads spinning after a product, which
+// made the first second of training run at one thread's speed), doubled, up
+// to a second, while contention is seen again soon after each hold ends.
+constexpr auto kFirstHold = std::chrono::milliseconds(50);
+constexpr auto kLongestHold = std::chrono::seconds(1);
+std::atomic<std::int64_t> g_hold{0};
+
 void NoteContention() {
-  const auto hold = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::chrono::seconds(1));
-  g_contended_until.store(Now() + hold.count(), std::memory_order_relaxed);
+  using std::chrono::duration_cast;
+  using Ticks = std::chrono::steady_clock::duration;
+  const std::int64_t first = duration_cast<Ticks>(kFirstHold).count();
+  const std::int64_t longest = duration_cast<Ticks>(kLongestHold).count();
+  const std::int64_t now = Now(), until = g_contended_until.load(std::memory_order_relaxed);
+  std::int64_t hold = g_hold.load(std::memory_order_relaxed);
+  hold = hold > 0 && now - until < 2 * hold ? std::min(2 * hold, longest) : first;
+  g_hold.store(hold, std::memory_order_relaxed);
+  g_contended_until.store(now + hold, std::memory_order_relaxed);
 }
 std::once_flag g_init;
 

@@ -47,11 +47,12 @@ struct Team {
 // smaller) and returns when all members have returned. fn must not throw.
 void ParallelRun(int want, const std::function<void(const Team&)>& fn);
 
-// True for a while (about a second) after barriers of one run waited, three
-// times, longer than a millisecond and longer than the work their member did
-// since the previous barrier: other processes hold the cores, and a team that
-// meets at every time step would spend its time waiting for descheduled
-// members, so the kernels run on one thread meanwhile.
+// True for a while after barriers of one run waited, three times, longer
+// than a millisecond and longer than the work their member did since the
+// previous barrier: other processes hold the cores, and a team that meets at
+// every time step would spend its time waiting for descheduled members, so
+// the kernels run on one thread meanwhile. The while is 50 ms, doubled (up to
+// a second) each time contention is seen again soon after it ends.
 bool RecentlyContended();
 
 }  // namespace rnnfast
