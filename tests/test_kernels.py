@@ -45,24 +45,27 @@ def option_cases():
     return cases
 
 
+def split_variants(base):
+    """base with masks, reversal, initial state, dropout and (GRU) reset_after=False."""
+    cases = [base, base.replace(mask=True, go_backwards=True, initial_state=True),
+             base.replace(input_dropout=base.G, recurrent_dropout=base.G, mask=True)]
+    if base.cell == "gru":
+        cases += [base.replace(reset_after=False),
+                  base.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+    return cases
+
+
 def multithreaded_cases():
     """Sizes whose per-step product is split over threads (units not a multiple of 16)."""
     cases = []
     for cell in ("simple_rnn", "lstm", "gru"):
-        base = Case(cell, B=32, T=6, I=24, U=70, seed=3)
-        cases += [base, base.replace(mask=True, go_backwards=True, initial_state=True),
-                  base.replace(input_dropout=base.G, recurrent_dropout=base.G, mask=True)]
-        if cell == "gru":
-            cases += [base.replace(reset_after=False),
-                      base.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+        cases += split_variants(Case(cell, B=32, T=6, I=24, U=70, seed=3))
         # Recurrent kernels big enough to be multiplied from packed panels
-        # (members own whole panels of units; the last panel is partial).
+        # (members own whole panels of units; the last panel is partial), the
+        # input projected step by step from W's panels (one shared input
+        # dropout mask; per-gate masks keep the projection before the loop).
         packed = Case(cell, B=8, T=5, I=20, U=150, seed=11)
-        cases += [packed, packed.replace(mask=True, go_backwards=True, initial_state=True),
-                  packed.replace(input_dropout=packed.G, recurrent_dropout=packed.G, mask=True)]
-        if cell == "gru":
-            cases += [packed.replace(reset_after=False),
-                      packed.replace(reset_after=False, recurrent_dropout=3, mask=True)]
+        cases += split_variants(packed) + [packed.replace(input_dropout=1, mask=True)]
         # Weights too big to stream their gradients step by step: GEMMs after the loop.
         big = Case(cell, B=4, T=3, I=100, U=400 if cell != "simple_rnn" else 900, seed=9)
         cases += [big, big.replace(mask=True, go_backwards=True, recurrent_dropout=1)]
