@@ -140,9 +140,10 @@ void Columns(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* 
   // About 16-24 accumulators with 32 registers: 6x4, 8x3, 8x2, 16x1 packets;
   // 12 with 16 registers (6x2, 12x1), leaving room for B's packets and A's
   // broadcast so that nothing spills.
-  static_assert(NP <= kMaxPackets, "column block wider than the registers allow");
+  // (and 4x3 for a tail block, below).
+  static_assert(NP <= (kMaxPackets == 2 ? 3 : kMaxPackets), "block wider than the registers allow");
   constexpr int R = kMaxPackets == 4 ? (NP == 4 ? 6 : NP == 3 ? 8 : NP == 2 ? 8 : 16)
-                                     : (NP == 2 ? 6 : 12);
+                                     : (NP == 3 ? 4 : NP == 2 ? 6 : 12);
   RowBlocks<T, R, NP, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
 }
 
@@ -152,8 +153,8 @@ void ColumnsN(Index packets, Index M, Index K, const T* A, Index lda, const T* B
               Index ldc, bool accumulate, Index last) {
   if constexpr (kMaxPackets == 4) {
     if (packets == 4) return Columns<T, 4, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
-    if (packets == 3) return Columns<T, 3, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
   }
+  if (packets == 3) return Columns<T, 3, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
   if (packets == 2) return Columns<T, 2, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
   Columns<T, 1, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
 }
@@ -162,8 +163,13 @@ template <typename T, bool TA>
 void SmallGemm(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
                Index ldc, bool accumulate) {
   constexpr Index PS = kPacket<T>, W = kMaxPackets * PS;
+  // With 16 registers a tail of at most one packet joins the last full block
+  // as one 3-packet block (4x3 tile) instead of a masked pass of its own:
+  // N = 20 (W1's units) is then one block instead of 16 + 4 columns.
+  Index stop = N;
+  if (kMaxPackets == 2 && N > W && N % W != 0 && N % W <= PS) stop = (N / W - 1) * W;
   Index n = 0;
-  for (; n + W <= N; n += W)
+  for (; n + W <= stop; n += W)
     Columns<T, kMaxPackets, TA>(M, K, A, lda, B + n, ldb, C + n, ldc, accumulate, PS);
   const Index rest = N - n;
   if (rest == 0) return;
