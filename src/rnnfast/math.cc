@@ -138,16 +138,15 @@ template <typename T, int NP, bool TA>
 void Columns(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
              bool accumulate, Index last) {
   // About 16-24 accumulators with 32 registers: 6x4, 8x3, 8x2, 16x1 packets;
-  // 12 with 16 registers (6x2, 12x1), leaving room for B's packets and A's
-  // broadcast so that nothing spills.
-  // (and 4x3 for a tail block, below).
+  // 12 with 16 registers (6x2, 12x1, and 4x3 for SmallGemm's tail blocks),
+  // leaving room for B's packets and A's broadcast so that nothing spills.
   static_assert(NP <= (kMaxPackets == 2 ? 3 : kMaxPackets), "block wider than the registers allow");
   constexpr int R = kMaxPackets == 4 ? (NP == 4 ? 6 : NP == 3 ? 8 : NP == 2 ? 8 : 16)
                                      : (NP == 3 ? 4 : NP == 2 ? 6 : 12);
   RowBlocks<T, R, NP, TA>(M, K, A, lda, B, ldb, C, ldc, accumulate, last);
 }
 
-// Columns for a block of `packets` (1..kMaxPackets) packets.
+// Columns for a block of `packets` packets: 1..kMaxPackets, or 3 with 16 registers.
 template <typename T, bool TA>
 void ColumnsN(Index packets, Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
               Index ldc, bool accumulate, Index last) {

@@ -99,7 +99,7 @@ class Sequence {
     // With packed kernels the input projection runs inside the loop, step by
     // step (ProjectStep): its [B, G*U] result is then read by the gate pass
     // from L1/L2 instead of from a [T, B, G*U] array in memory, and W's
-    // panels stay in L2 (W3 LSTM inference forward, Zen 3: 59 -> 48 ms).
+    // panels stay in L2 (W3 LSTM inference forward, Zen 3: ~70 -> ~53 ms).
     fused_ = packed_ && XsCopies() == 1;
     if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
     if (packed_) {
@@ -288,12 +288,10 @@ class Sequence {
   // Everything before the time loop: PrepareInputs, then ProjectInputs.
   // bias: [G*U] added to every step's projection, or null.
   void Prologue(const Team& team, const ForwardArgs<T>& a, Range own, const T* bias) {
+    if (team.rank == 0) step_bias_ = bias;  // for ProjectStep, after the Sync below
     PrepareInputs(team, a, own);
     team.Sync();
-    if (fused_) {
-      step_bias_ = bias;  // ProjectStep projects each step in the loop
-      return;
-    }
+    if (fused_) return;  // ProjectStep projects each step in the loop
     ProjectInputs(team, a.kernel, bias);
     team.Sync();
   }
