@@ -242,8 +242,16 @@ def test_properties():
             k.go_backwards, k.has_cache) == (7, 3, "relu", "hard_sigmoid", False, True, False)
 
 
-def test_inference_matches_training_forward():
-    case = Case("gru", B=4, T=5, I=3, U=8, mask=True, recurrent_dropout=3, seed=4)
+@pytest.mark.parametrize("case", [
+    Case("gru", B=4, T=5, I=3, U=8, mask=True, recurrent_dropout=3, seed=4),
+    # Packed panels with the input projected step by step: inference keeps two
+    # steps' gates in a ring, training keeps all of them.
+    Case("simple_rnn", B=8, T=5, I=20, U=150, mask=True, seed=5),
+    Case("lstm", B=8, T=5, I=20, U=150, go_backwards=True, recurrent_dropout=1, seed=6),
+    Case("gru", B=8, T=5, I=20, U=150, mask=True, seed=7),
+    Case("gru", B=8, T=5, I=20, U=150, reset_after=False, recurrent_dropout=3, seed=8),
+], ids=lambda c: f"{c.cell}-U{c.U}")
+def test_inference_matches_training_forward(case):
     a = make_arrays(case)
     y_inf, s_inf = kernel_forward(case, make_kernel(case), a, training=False)
     y_tr, s_tr = kernel_forward(case, make_kernel(case), a, training=True)

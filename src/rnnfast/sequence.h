@@ -87,7 +87,6 @@ class Sequence {
     n_rec = check_count(a.recurrent_dropout_count, a.recurrent_dropout, "recurrent_dropout");
 
     xs_.Reserve(static_cast<std::size_t>(XsCopies() * Tn * B * I));
-    gates_.Reserve(static_cast<std::size_t>(Tn * B * GU));
     hs_.Reserve(static_cast<std::size_t>(Slots() * B * U));
     if (n_rec > 0) hd_.Reserve(static_cast<std::size_t>(n_rec * Slots() * B * U));
     if (n_in > 0) in_mask_.Reserve(static_cast<std::size_t>(n_in * B * I));
@@ -101,6 +100,11 @@ class Sequence {
     // from L1/L2 instead of from a [T, B, G*U] array in memory, and W's
     // panels stay in L2 (W3 LSTM inference forward, Zen 3: ~70 -> ~53 ms).
     fused_ = packed_ && XsCopies() == 1;
+    // An inference forward that projects step by step needs two steps' gates,
+    // not T: each step's gates are then written to memory that is still in
+    // cache instead of to fresh memory, which evicted the panels from L2.
+    gate_slots_ = (training || !fused_) ? Tn : 2;
+    gates_.Reserve(static_cast<std::size_t>(gate_slots_ * B * GU));
     if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
     if (packed_) {
       rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
@@ -209,7 +213,7 @@ class Sequence {
   // H(s) times recurrent dropout mask k.
   T* Hd(int k, Index s) const { return hd_.data() + (k * Slots() + Slot(s)) * B * U; }
   // Gate values of step s, [B, G*U]; the backward overwrites them with dL/d(pre-activation).
-  T* Gates(Index s) const { return gates_.data() + s * B * GU; }
+  T* Gates(Index s) const { return gates_.data() + (gate_slots_ == Tn ? s : (s & 1)) * B * GU; }
   T* Work(int k) const { return work_.data() + k * B * U; }
   T* BiasWork() const { return bias_work_.data(); }  // [G*U] scratch for a cell's bias
   Index XsCopies() const { return (n_in == G && G > 1) ? G : 1; }
@@ -614,6 +618,7 @@ class Sequence {
   bool stream_ = false;
   bool packed_ = false;  // rpp_ and rtp_ (panels) instead of rp_ and rt_
   bool fused_ = false;   // input projection per step from wpp_ (W's panels)
+  Index gate_slots_ = 0;  // steps whose gates Gates() keeps: Tn, or 2 (see Begin)
   const T* step_bias_ = nullptr;
   Buffer<std::uint8_t> step_mask_;
 };
