@@ -286,3 +286,38 @@ def test_matmul_argument_checks():
         _core.matmul(a, np.zeros((3, 5)))
     with pytest.raises(ValueError, match="a must be a 2-D array"):
         _core.matmul(np.zeros(3, np.float32), a)
+
+
+@pytest.mark.parametrize("case", [
+    Case("lstm", B=3, T=4, I=5, U=6, mask=True, seed=1),                        # streamed weight grads
+    Case("gru", B=8, T=5, I=20, U=150, input_dropout=1, seed=2),               # packed panels
+    Case("simple_rnn", B=4, T=3, I=100, U=900, go_backwards=True, seed=3),     # GEMMs after the loop
+    Case("gru", B=4, T=3, I=100, U=400, reset_after=False, recurrent_dropout=3, seed=4),
+], ids=lambda c: f"{c.cell}-U{c.U}")
+def test_backward_without_dx_gives_the_same_weight_gradients(case):
+    """compute_dx=False (a model's first layer) skips dL/dx and changes nothing else."""
+    from kernel_harness import output_grads
+
+    a = make_arrays(case)
+    dy, ds = output_grads(case)
+    dfinal = tuple(ds) if case.cell == "lstm" else ds[0]
+    results = []
+    for compute_dx in (True, False):
+        k = make_kernel(case)
+        kernel_forward(case, k, a, training=True)
+        results.append(k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy,
+                                  dfinal_state=dfinal, compute_dx=compute_dx))
+    (dx, dinit, *weights), (no_dx, dinit2, *weights2) = results
+    assert dx is not None and dx.shape == a["x"].shape and no_dx is None
+    for w, w2 in zip(list(weights) + [dinit], list(weights2) + [dinit2]):
+        if w is None:
+            assert w2 is None
+        else:
+            np.testing.assert_array_equal(np.asarray(w), np.asarray(w2))
+
+
+def test_backward_rejects_dx_out_without_compute_dx(lstm):
+    x, k, r, b = lstm_args()
+    lstm.forward(x, k, r, b, training=True)
+    with pytest.raises(ValueError, match="dx_out was given but compute_dx is False"):
+        lstm.backward(k, r, dx_out=np.empty_like(x), compute_dx=False)

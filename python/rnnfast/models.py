@@ -23,6 +23,7 @@ from . import optimizers as optimizers_module
 from .layers import InputLayer, KerasTensor, Layer, deserialize as deserialize_layer
 from .layers import serialize as serialize_layer
 from .layers.layer import dtype_policy, normalize_shape, reset_names, unique_name
+from .layers.rnn.base import RNN
 
 
 def _as_array(data, name):
@@ -212,10 +213,16 @@ class Sequential(Layer):
         y, _ = self._forward(self._prepare_inputs(np.asarray(inputs)), training)
         return y
 
-    def backward(self, grad):
-        for layer, out in zip(reversed(self._stack), reversed(self._outputs)):
+    def backward(self, grad, need_input_grad=True):
+        """Gradients of every layer's weights from dL/doutput; returns dL/dinput, or
+        None with need_input_grad=False, which lets a first recurrent layer skip its
+        input gradient (about a ninth of a one-layer model's training FLOPs)."""
+        last = len(self._stack) - 1
+        for i, (layer, out) in enumerate(zip(reversed(self._stack), reversed(self._outputs))):
             if out is not None:
                 grad = grad + layer.activity_gradient(out)
+            if i == last and not need_input_grad and isinstance(layer, (RNN, Sequential)):
+                return layer.backward(grad, need_input_grad=False)
             grad = layer.backward(grad)
         return grad
 
@@ -321,7 +328,7 @@ class Sequential(Layer):
         loss_value = float(loss_value) + self._regularization()
         for v in self.weights:
             v.grad = None
-        self.backward(np.asarray(grad, dtype=y_pred.dtype))
+        self.backward(np.asarray(grad, dtype=y_pred.dtype), need_input_grad=False)
         pairs = []
         for v in self.trainable_weights:
             g = v.grad

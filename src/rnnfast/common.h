@@ -76,7 +76,7 @@ struct BackwardArgs {
   const T* dy = nullptr;                // [B, T, U] dL/dy, processing order; null: zeros
   const T* dh_last = nullptr;           // [B, U] dL/dh_last; null: zeros
   const T* dc_last = nullptr;           // [B, U] LSTM dL/dc_last; null: zeros
-  T* dx = nullptr;                      // out [B, T, I] dL/dx, original time order
+  T* dx = nullptr;                      // out [B, T, I] dL/dx, original time order; null: skipped
   T* dh0 = nullptr;                     // out [B, U] dL/dh0 (may be null)
   T* dc0 = nullptr;                     // out [B, U] LSTM dL/dc0 (may be null)
   T* dkernel = nullptr;                 // out [I, G*U]

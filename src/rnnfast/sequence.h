@@ -122,9 +122,9 @@ class Sequence {
       throw std::logic_error(
           "backward() needs the cache of a forward() with training=True (each cache "
           "serves one backward)");
-    if (a.kernel == nullptr || a.recurrent_kernel == nullptr || a.dx == nullptr ||
-        a.dkernel == nullptr || a.drecurrent_kernel == nullptr)
-      throw std::invalid_argument("kernel, recurrent_kernel, dx, dkernel, drecurrent_kernel are required");
+    if (a.kernel == nullptr || a.recurrent_kernel == nullptr || a.dkernel == nullptr ||
+        a.drecurrent_kernel == nullptr)
+      throw std::invalid_argument("kernel, recurrent_kernel, dkernel, drecurrent_kernel are required");
     if (has_bias && a.dbias == nullptr)
       throw std::invalid_argument("dbias is required: the forward had a bias");
     work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
@@ -143,10 +143,12 @@ class Sequence {
     const double slice = static_cast<double>(I + U) * static_cast<double>(GU) * sizeof(T) /
                          ChooseThreads(B, U, G);
     stream_ = XsCopies() == 1 && slice <= 0.5 * static_cast<double>(L2CacheBytes());
-    if (stream_) {
-      wt_.Reserve(static_cast<std::size_t>(GU * I));
-    } else {
-      dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+    if (a.dx != nullptr) {  // null: no input gradient wanted
+      if (stream_) {
+        wt_.Reserve(static_cast<std::size_t>(GU * I));
+      } else {
+        dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+      }
     }
   }
 
@@ -160,7 +162,7 @@ class Sequence {
       if (!packed_)
         Blk(rt_.data() + rows.begin * U, rows.size(), U, U) =
             CBlk(a.recurrent_kernel + rows.begin, U, rows.size(), GU).transpose();
-      if (stream_)
+      if (stream_ && a.dx != nullptr)
         Blk(wt_.data() + rows.begin * I, rows.size(), I, I) =
             CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
     }
@@ -472,7 +474,7 @@ class Sequence {
   // Streaming: rows of dx for step s, a share of the input features (needs
   // every unit's gate gradients: after the step's Sync).
   void StepInputGrads(const Team& team, Index s, const BackwardArgs<T>& a) const {
-    if (!stream_) return;
+    if (!stream_ || a.dx == nullptr) return;
     const Range f = Split(I, team.size, team.rank, kAlign);
     if (f.size() == 0) return;
     T* dst = a.dx + Orig(s) * I + f.begin;  // row b at b * Tn * I
@@ -553,7 +555,7 @@ class Sequence {
     }
     // dx: this member's time steps, then scattered to batch-major order.
     const Range steps = Split(Tn, team.size, team.rank);
-    if (steps.size() == 0) return;
+    if (steps.size() == 0 || a.dx == nullptr) return;
     const Index r0 = steps.begin * B, nr = steps.size() * B;
     const int groups = XsCopies() > 1 ? G : 1;
     for (int g = 0; g < groups; ++g) {

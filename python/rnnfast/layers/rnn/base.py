@@ -270,7 +270,7 @@ class RNN(Layer):
             return [output] + final
         return output
 
-    def backward(self, grad):
+    def backward(self, grad, need_input_grad=True):
         cell = self.cell
         cache = self._cache
         if cache is None:
@@ -289,11 +289,11 @@ class RNN(Layer):
         for v in params:
             if v.grad is None or v.grad.shape != v.shape:
                 v.grad = np.empty(v.shape, v.dtype)
-        dx = self._buffer("dx", (B, T, I))
+        dx = self._buffer("dx", (B, T, I)) if need_input_grad else None
         self._kernel.backward(
             cell.kernel.value, cell.recurrent_kernel.value, doutputs=doutputs, dfinal_state=dfinal,
             dx_out=dx, dkernel_out=cell.kernel.grad, drecurrent_kernel_out=cell.recurrent_kernel.grad,
-            dbias_out=None if cell.bias is None else cell.bias.grad)
+            dbias_out=None if cell.bias is None else cell.bias.grad, compute_dx=need_input_grad)
         self._cache = None
         return dx
 
