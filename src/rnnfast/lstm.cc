@@ -50,10 +50,12 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
                 PActivate<T>(act, pk::padd(LoadN(g + 2 * U + j, n), LoadN(sc + 2 * up + j, n)));
             const auto og =
                 PActivate<T>(ract, pk::padd(LoadN(g + 3 * U + j, n), LoadN(sc + 3 * up + j, n)));
-            detail::StoreN(g + j, i, n);
-            detail::StoreN(g + U + j, f, n);
-            detail::StoreN(g + 2 * U + j, cc, n);
-            detail::StoreN(g + 3 * U + j, og, n);
+            if (training) {  // the backward's cache; inference needs only c and h
+              detail::StoreN(g + j, i, n);
+              detail::StoreN(g + U + j, f, n);
+              detail::StoreN(g + 2 * U + j, cc, n);
+              detail::StoreN(g + 3 * U + j, og, n);
+            }
             const auto c_prev = LoadN(cp + j, n);
             if (!row.on) {
               detail::StoreN(cn + j, c_prev, n);

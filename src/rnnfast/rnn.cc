@@ -36,7 +36,7 @@ void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training
           detail::ForEachPacket<T>(up, [&](Index j, Index n) {
             const auto h = detail::PActivate<T>(
                 act, detail::pk::padd(detail::LoadN(g + j, n), detail::LoadN(sc + j, n)));
-            detail::StoreN(g + j, h, n);
+            if (training) detail::StoreN(g + j, h, n);  // the backward's cache
             q.StoreState(row, j, n, row.on ? h : detail::LoadN(row.prev + j, n));
           });
         }
