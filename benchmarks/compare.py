@@ -181,6 +181,9 @@ def gemm_ceiling(threads, size=2048, repeats=5):
 
 
 def child(args):
+    if args.child == "ceiling":
+        print(json.dumps(gemm_ceiling(args.threads, size=args.size)))
+        return
     fn = {"rnnfast": run_rnnfast, "torch": run_torch, "keras": run_keras}[args.child]
     res = fn(args.workload, args.cell, args.repeats, args.warmup, args.threads)
     print(json.dumps(res))
@@ -203,7 +206,8 @@ def main():
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
     p.add_argument("--keras-python", metavar="PYTHON", default=sys.executable,
                    help="interpreter with Keras (and TensorFlow) installed, e.g. a separate venv")
-    p.add_argument("--child", choices=["rnnfast", "torch", "keras"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["rnnfast", "torch", "keras", "ceiling"], help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=2048, help=argparse.SUPPRESS)
     p.add_argument("--workload", help=argparse.SUPPRESS)
     p.add_argument("--cell", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=3, help=argparse.SUPPRESS)
@@ -233,7 +237,12 @@ def main():
                         print(out.stderr, file=sys.stderr)
                         raise SystemExit(f"{fw} {w} {cell} failed")
                     results.setdefault((w, cell, fw), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
-        ceilings.append(gemm_ceiling(args.threads, size=1024 if args.quick else 2048))
+        # In a child too: a forked child's peak RSS starts from its parent's
+        # (Linux keeps ru_maxrss across fork and exec), so the parent stays small.
+        cmd = [sys.executable, __file__, "--child", "ceiling", "--threads", str(args.threads),
+               "--size", "1024" if args.quick else "2048"]
+        ceilings.append(json.loads(subprocess.run(cmd, capture_output=True, text=True,
+                                                  check=True).stdout.strip().splitlines()[-1]))
     ceiling = {k: statistics.median(c[k] for c in ceilings) for k in ("numpy", "eigen")}
     spread = {k: (min(c[k] for c in ceilings), max(c[k] for c in ceilings)) for k in ceiling}
 
