@@ -278,7 +278,7 @@ def main():
                 of_ceiling.append(f"{w} {cell} {flops(w, cell, True) / rt / 1e9 / top:.0%}")
             rss = f"{med(w, cell, 'rnnfast', 'rss'):.0f} / " + (f"{med(w, cell, 'torch', 'rss'):.0f}" if tt else "-")
             print(f"| {w} {cell} | {rt * 1e3:.2f} ({flops(w, cell, True) / rt / 1e9:.0f}) | "
-                  f"{tt * 1e3:.2f} | {keras_txt} | {sp_t} | {anchor / (rt * 1e3):.2f}x | "
+                  f"{f'{tt * 1e3:.2f}' if tt else '-'} | {keras_txt} | {sp_t} | {anchor / (rt * 1e3):.2f}x | "
                   f"{ri * 1e3:.2f} | {ti * 1e3 if ti else float('nan'):.2f} | {rss} |")
     if speedups:
         geo = statistics.geometric_mean(speedups)
