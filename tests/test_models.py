@@ -140,6 +140,39 @@ def test_whole_model_gradients_match_finite_differences():
         keras.backend.set_floatx("float32")
 
 
+@pytest.mark.parametrize("first", ["LSTM", "GRU", "SimpleRNN"])
+def test_first_recurrent_layer_gradients_without_input_gradient(first):
+    """The training step asks the first layer for no dL/dx (compute_dx=False in the
+    kernel); its weight gradients must still match finite differences, and asking
+    for the input gradient gives the same weight gradients plus dL/dx."""
+    keras.backend.set_floatx("float64")
+    try:
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential([
+            keras.Input(shape=(6, 3)),
+            getattr(layers, first)(5, return_sequences=True),
+            layers.LSTM(4),
+            layers.Dense(2),
+        ])
+        model.compile(loss="mse", optimizer="sgd")
+        rng = np.random.default_rng(3)
+        x, y = rng.standard_normal((4, 6, 3)), rng.standard_normal((4, 2))
+        _, _, _, pairs = model._compute_gradients(x, y)
+        for (v, g), num in zip(pairs, numeric_model_grads(model, x, y)):
+            np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=v.path)
+        saved = [g.copy() for _, g in pairs]
+        for need, expect_dx in ((False, False), (True, True)):
+            pred, _ = model._forward(x, training=True)
+            dx = model.backward(2 * (pred - y) / y.size, need_input_grad=need)
+            assert (dx is not None) == expect_dx
+            if expect_dx:
+                assert dx.shape == x.shape
+            for v, g in zip(model.trainable_weights, saved):
+                np.testing.assert_allclose(v.grad, g, rtol=1e-12, atol=1e-15, err_msg=v.path)
+    finally:
+        keras.backend.set_floatx("float32")
+
+
 def test_sequence_output_loss_is_masked():
     """A padded, masked sequence output contributes no loss at masked steps (Keras 3)."""
     keras.backend.set_floatx("float64")
