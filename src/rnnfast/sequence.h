@@ -457,17 +457,31 @@ class Sequence {
                        bool rec_bias) const {
     const Index up = own.size();
     if (!stream_ || up == 0) return;
-    for (int g = 0; g < G; ++g) {
-      const Index c = g * U + own.begin, off = own.begin;
+    // A member that owns every unit has each gate's columns right after the
+    // previous gate's: gates then merge into one wider product (W1, U = 20:
+    // N = 80, five full packets, instead of four N = 20 whose second packets
+    // are a quarter full), as long as they share a left operand.
+    auto run_end = [&](int g0, auto same) {
+      int g1 = g0 + 1;
+      while (g1 < G && up == U && same(g0, g1)) ++g1;
+      return g1;
+    };
+    for (int g0 = 0, g1; g0 < G; g0 = g1) {
+      g1 = run_end(g0, [&](int, int) { return XsCopies() == 1; });
+      const Index c = g0 * U + own.begin, n = (g1 - g0) * up;
       const T* dgi = Gates(s) + c;
-      const T* dgr = rg.dg[g] + s * B * rg.ld[g] + off;
-      Gemm<T>(true, false, I, up, B, Xs(g, s), I, dgi, GU, a.dkernel + c, GU, true);
-      Gemm<T>(true, false, U, up, B, rg.src[g] + s * B * U, U, dgr, rg.ld[g],
+      Gemm<T>(true, false, I, n, B, Xs(g0, s), I, dgi, GU, a.dkernel + c, GU, true);
+      if (has_bias) AddColumnSums(dgi, B, n, GU, a.dbias + c);
+    }
+    for (int g0 = 0, g1; g0 < G; g0 = g1) {
+      g1 = run_end(g0, [&](int f, int g) {
+        return rg.dg[g] == rg.dg[f] + (g - f) * U && rg.ld[g] == rg.ld[f] && rg.src[g] == rg.src[f];
+      });
+      const Index c = g0 * U + own.begin, n = (g1 - g0) * up;
+      const T* dgr = rg.dg[g0] + s * B * rg.ld[g0] + own.begin;
+      Gemm<T>(true, false, U, n, B, rg.src[g0] + s * B * U, U, dgr, rg.ld[g0],
               a.drecurrent_kernel + c, GU, true);
-      if (has_bias) {
-        AddColumnSums(dgi, B, up, GU, a.dbias + c);
-        if (rec_bias) AddColumnSums(dgr, B, up, rg.ld[g], a.dbias + GU + c);
-      }
+      if (has_bias && rec_bias) AddColumnSums(dgr, B, n, rg.ld[g0], a.dbias + GU + c);
     }
   }
 
