@@ -72,6 +72,17 @@ def multithreaded_cases():
     return cases
 
 
+def whole_row_cases():
+    """LSTM with one thread and U not a multiple of the SIMD width: the forward
+    activates a row's four gates as one array (W1's U = 20)."""
+    cases = []
+    for U in (5, 17, 20, 33):
+        base = Case("lstm", B=9, T=6, I=3, U=U, seed=U)
+        cases += [base, base.replace(mask=True, go_backwards=True, initial_state=True),
+                  base.replace(recurrent_dropout=1, input_dropout=1)]
+    return cases
+
+
 def case_id(c: Case) -> str:
     default = Case(c.cell)
     parts = [c.cell]
@@ -108,6 +119,12 @@ def check_against_reference(case: Case) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", option_cases(), ids=case_id)
 def test_matches_reference(case, dtype):
+    check_against_reference(case.replace(dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", whole_row_cases(), ids=case_id)
+def test_lstm_whole_row_gates_match_reference(case, dtype):
     check_against_reference(case.replace(dtype=dtype))
 
 
