@@ -250,7 +250,14 @@ def test_properties():
     Case("lstm", B=8, T=5, I=20, U=150, go_backwards=True, recurrent_dropout=1, seed=6),
     Case("gru", B=8, T=5, I=20, U=150, mask=True, seed=7),
     Case("gru", B=8, T=5, I=20, U=150, reset_after=False, recurrent_dropout=3, seed=8),
-], ids=lambda c: f"{c.cell}-U{c.U}")
+    # Small kernels, enough rows: the inference forward's members split rows
+    # (no barrier per step), the training forward's split units.
+    Case("simple_rnn", B=32, T=6, I=24, U=70, mask=True, recurrent_dropout=1, seed=9),
+    Case("lstm", B=32, T=6, I=24, U=70, go_backwards=True, initial_state=True, seed=10),
+    Case("lstm", B=9, T=6, I=3, U=20, mask=True, recurrent_dropout=1, seed=11),
+    Case("gru", B=32, T=6, I=24, U=70, mask=True, initial_state=True, seed=12),
+    Case("gru", B=17, T=6, I=24, U=70, reset_after=False, recurrent_dropout=3, seed=13),
+], ids=lambda c: f"{c.cell}-B{c.B}-U{c.U}")
 def test_inference_matches_training_forward(case):
     a = make_arrays(case)
     y_inf, s_inf = kernel_forward(case, make_kernel(case), a, training=False)
@@ -295,18 +302,27 @@ def test_matmul_argument_checks():
     Case("gru", B=4, T=3, I=100, U=400, reset_after=False, recurrent_dropout=3, seed=4),
 ], ids=lambda c: f"{c.cell}-U{c.U}")
 def test_backward_without_dx_gives_the_same_weight_gradients(case):
-    """compute_dx=False (a model's first layer) skips dL/dx and changes nothing else."""
+    """compute_dx=False (a model's first layer) skips dL/dx and changes nothing else.
+
+    Bit for bit, so on one thread: with two, a kernel call that sees the host
+    contended falls back to one thread for a while, and a different split sums
+    in a different order (1e-13 apart in float64)."""
     from kernel_harness import output_grads
 
     a = make_arrays(case)
     dy, ds = output_grads(case)
     dfinal = tuple(ds) if case.cell == "lstm" else ds[0]
     results = []
-    for compute_dx in (True, False):
-        k = make_kernel(case)
-        kernel_forward(case, k, a, training=True)
-        results.append(k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy,
-                                  dfinal_state=dfinal, compute_dx=compute_dx))
+    saved = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(1)
+    try:
+        for compute_dx in (True, False):
+            k = make_kernel(case)
+            kernel_forward(case, k, a, training=True)
+            results.append(k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy,
+                                      dfinal_state=dfinal, compute_dx=compute_dx))
+    finally:
+        rnnfast.set_num_threads(saved)
     (dx, dinit, *weights), (no_dx, dinit2, *weights2) = results
     assert dx is not None and dx.shape == a["x"].shape and no_dx is None
     for w, w2 in zip(list(weights) + [dinit], list(weights2) + [dinit2]):

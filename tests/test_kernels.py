@@ -59,7 +59,11 @@ def multithreaded_cases():
     """Sizes whose per-step product is split over threads (units not a multiple of 16)."""
     cases = []
     for cell in ("simple_rnn", "lstm", "gru"):
+        # Small kernels and enough rows: the forward's members split the batch rows.
         cases += split_variants(Case(cell, B=32, T=6, I=24, U=70, seed=3))
+        # Small kernels and too few rows to split (under 2 x 4): members split units.
+        cases += split_variants(Case(cell, B=7, T=5, I=8, U=128 if cell == "simple_rnn" else 120,
+                                     seed=5))
         # Recurrent kernels big enough to be multiplied from packed panels
         # (members own whole panels of units; the last panel is partial), the
         # input projected step by step from W's panels (one shared input

@@ -39,15 +39,15 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
     rbias_h = a.bias + GU + 2 * U;
   }
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.ForwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
     q.Prologue(team, a, own, fold);
     for (Index s = 0; s < q.Tn; ++s) {
-      if (up > 0) q.RecurrentProduct(s, own, 0, after ? kGates : 2);
+      if (up > 0) q.RecurrentProduct(s, own, 0, after ? kGates : 2, rows);
       // Pass 1, per row: z and r; with reset_after also h_{t-1} R_h + br_h
       // (kept for the backward), hh and h.
-      for (Index b = 0; b < B && up > 0; ++b) {
+      for (Index b = rows.begin; b < rows.end && up > 0; ++b) {
         T* g = q.Gates(s) + b * GU + ob;
         const T* sc = q.Scratch(own) + b * ls;
         T* ra = m.RA(s) + b * U + ob;
@@ -77,10 +77,10 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
         });
       }
       if (!after) {
-        team.Sync();  // the h-gate product reads r * h of every unit
+        q.StepSync(team);  // the h-gate product reads r * h of every unit (of its rows)
         if (up > 0) {
-          q.RecMul(2, own, m.RA(s), U, q.Scratch(own) + 2 * up, ls, false);
-          for (Index b = 0; b < B; ++b) {
+          q.RecMul(2, own, m.RA(s), U, q.Scratch(own) + 2 * up, ls, false, rows);
+          for (Index b = rows.begin; b < rows.end; ++b) {
             T* g = q.Gates(s) + b * GU + ob;
             const T* sh = q.Scratch(own) + b * ls + 2 * up;
             const auto row = q.RowOf(a, s, b, own);
@@ -95,9 +95,9 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
           }
         }
       }
-      team.Sync();
+      q.StepSync(team);
     }
-    q.WriteLast(a.h_last, q.H(q.Tn), own);
+    q.WriteLast(a.h_last, q.H(q.Tn), own, rows);
   });
   q.cache_valid = training;
 }

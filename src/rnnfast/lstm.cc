@@ -88,18 +88,18 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
   m.lanes.Reserve(static_cast<std::size_t>(3 * (4 * U + detail::kPacket<T>)));
   FillLanes<T>(U, m.lanes.data());
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.ForwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
     const bool whole = WholeRowGates<T>(up, U, act, ract);
     q.Prologue(team, a, own, a.bias);
-    q.CopyOrZero(a.c0, own, m.C(0));  // c0 (or zeros) for this member's units
+    q.CopyOrZero(a.c0, own, m.C(0), rows);  // c0 (or zeros) for this member's units
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
-        q.RecurrentProduct(s, own, 0, kGates);
+        q.RecurrentProduct(s, own, 0, kGates, rows);
         // One pass per row over this member's units: gates, c and h, the
         // output and the dropout copies (a masked row carries h and c).
-        for (Index b = 0; b < B; ++b) {
+        for (Index b = rows.begin; b < rows.end; ++b) {
           T* g = q.Gates(s) + b * GU + ob;
           const T* sc = q.Scratch(own) + b * ls;
           const T* cp = m.C(s) + b * U + ob;
@@ -151,10 +151,10 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
           });
         }
       }
-      team.Sync();
+      q.StepSync(team);
     }
-    q.WriteLast(a.h_last, q.H(q.Tn), own);
-    q.WriteLast(a.c_last, m.C(q.Tn), own);
+    q.WriteLast(a.h_last, q.H(q.Tn), own, rows);
+    q.WriteLast(a.c_last, m.C(q.Tn), own, rows);
   });
   q.cache_valid = training;
 }

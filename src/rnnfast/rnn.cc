@@ -20,16 +20,16 @@ void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training
   const Activation act = o.activation;
   const Index B = q.B, U = q.U;
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.ForwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin;
     q.Prologue(team, a, own, a.bias);
     for (Index s = 0; s < q.Tn; ++s) {
       if (up > 0) {
-        q.RecurrentProduct(s, own, 0, 1);
+        q.RecurrentProduct(s, own, 0, 1, rows);
         // The gate cache keeps the new h before masking: the backward needs
         // act's output at this step, and H(s + 1) may be a carried state.
-        for (Index b = 0; b < B; ++b) {
+        for (Index b = rows.begin; b < rows.end; ++b) {
           T* g = q.Gates(s) + b * U + ob;
           const T* sc = q.Scratch(own) + b * up;
           const auto row = q.RowOf(a, s, b, own);
@@ -41,9 +41,9 @@ void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training
           });
         }
       }
-      team.Sync();
+      q.StepSync(team);
     }
-    q.WriteLast(a.h_last, q.H(q.Tn), own);
+    q.WriteLast(a.h_last, q.H(q.Tn), own, rows);
   });
   q.cache_valid = training;
 }
