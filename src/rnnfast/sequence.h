@@ -47,8 +47,9 @@ inline int ChooseThreads(Index batch, Index units, int gates) {
 // An inference forward whose weights are small splits the batch's rows
 // instead of the units among members: rows are independent, so the time loop
 // then needs no barrier at all (each member reads all of the weights), and a
-// member stalled by the host no longer stalls the other at every step. Each member gets at least kMinRows rows, and the forward must be
-// big enough to pay for waking the workers.
+// member stalled by the host no longer stalls the other at every step. Each
+// member gets at least kMinRows rows, and the forward must be big enough to
+// pay for waking the workers.
 constexpr Index kMinRows = 4;
 constexpr double kRowSplitFlops = 1.0e6;
 
