@@ -26,7 +26,7 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
   q.Begin(a, kGates, training, o.go_backwards);
   m.ra_buf.Reserve(static_cast<std::size_t>((training ? q.Tn : 1) * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const Index B = q.B, U = q.U, GU = q.GU;
+  const Index U = q.U, GU = q.GU;
   // Biases folded into the input projection: all of them, except (with
   // reset_after) the recurrent h bias, which sits inside r * (...).
   const T* fold = a.bias;

@@ -83,10 +83,12 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
   q.Begin(a, kGates, training, o.go_backwards);
   m.cs.Reserve(static_cast<std::size_t>(q.Slots() * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const Index B = q.B, U = q.U, GU = q.GU;
+  const Index U = q.U, GU = q.GU;
 
-  m.lanes.Reserve(static_cast<std::size_t>(3 * (4 * U + detail::kPacket<T>)));
-  FillLanes<T>(U, m.lanes.data());
+  if (WholeRowGates<T>(U, U, act, ract)) {  // a member may own all units
+    m.lanes.Reserve(static_cast<std::size_t>(3 * (4 * U + detail::kPacket<T>)));
+    FillLanes<T>(U, m.lanes.data());
+  }
 
   ParallelRun(q.ForwardThreads(), [&](const Team& team) {
     const Range own = q.Units(team), rows = q.Rows(team);

@@ -18,7 +18,7 @@ void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training
   detail::Sequence<T>& q = seq;
   q.Begin(a, kGates, training, o.go_backwards);
   const Activation act = o.activation;
-  const Index B = q.B, U = q.U;
+  const Index U = q.U;
 
   ParallelRun(q.ForwardThreads(), [&](const Team& team) {
     const Range own = q.Units(team), rows = q.Rows(team);

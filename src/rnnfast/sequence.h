@@ -329,14 +329,14 @@ class Sequence {
     // gate's panels of this member's units.
     if (packed_) {
       // Members that split rows share all panels: each packs some of them.
-      const Range pk = rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
-      const Index pu = pk.size(), p0 = pk.begin / kPanel<T>;
+      const Range cols = rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
+      const Index pu = cols.size(), p0 = cols.begin / kPanel<T>;
       for (int g = 0; g < G && pu > 0; ++g) {
-        const T* r = a.recurrent_kernel + g * U + pk.begin;
+        const T* r = a.recurrent_kernel + g * U + cols.begin;
         PackPanels<T>(U, pu, [&](Index k, Index j) { return r[k * GU + j]; },
                       rpp_.data() + g * PackedSize<T>(U, U) + p0 * U * kPanel<T>);
         if (!fused_) continue;
-        const T* w = a.kernel + g * U + pk.begin;
+        const T* w = a.kernel + g * U + cols.begin;
         PackPanels<T>(I, pu, [&](Index k, Index j) { return w[k * GU + j]; },
                       wpp_.data() + g * PackedSize<T>(I, U) + p0 * I * kPanel<T>);
       }
