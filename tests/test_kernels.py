@@ -61,6 +61,12 @@ def multithreaded_cases():
     for cell in ("simple_rnn", "lstm", "gru"):
         # Small kernels and enough rows: the forward's members split the batch rows.
         cases += split_variants(Case(cell, B=32, T=6, I=24, U=70, seed=3))
+        # Small weights and an odd batch: training splits rows too (17 + 16 on
+        # two threads), each member's weight gradients summed after the loop.
+        odd = Case(cell, B=33, T=6, I=24, U=40, seed=4)
+        cases += split_variants(odd) + [
+            odd.replace(input_dropout=1, recurrent_dropout=1, mask=True, initial_state=True),
+            odd.replace(input_dropout=1, recurrent_dropout=odd.G, go_backwards=True)]
         # Small kernels and too few rows to split (under 2 x 4): members split units.
         cases += split_variants(Case(cell, B=7, T=5, I=8, U=128 if cell == "simple_rnn" else 120,
                                      seed=5))

@@ -15,6 +15,9 @@ from kernel_harness import (Case, kernel_backward, kernel_forward, make_arrays, 
 
 # Big enough for the per-step product to be split over two threads.
 BIG = [Case(c, B=48, T=5, I=16, U=96, mask=True, seed=8) for c in ("simple_rnn", "lstm", "gru")]
+# Small weights: the batch's rows are split over the threads, in training too.
+ROWS = [Case(c, B=50, T=6, I=16, U=40, mask=True, initial_state=True, input_dropout=1,
+             recurrent_dropout=1, seed=12) for c in ("simple_rnn", "lstm", "gru")]
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def run(case):
     return [y, *states, *kernel_backward(case, k, a, dy, ds).values()]
 
 
-@pytest.mark.parametrize("case", BIG, ids=lambda c: c.cell)
+@pytest.mark.parametrize("case", BIG + ROWS, ids=lambda c: f"{c.cell}-U{c.U}")
 def test_thread_count_does_not_change_results(case, threads):
     threads(1)
     one = run(case)

@@ -109,7 +109,7 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
   q.BeginBackward(a, 5);
   const bool after = o.reset_after;
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const Index B = q.B, U = q.U, GU = q.GU;
+  const Index U = q.U, GU = q.GU;
   auto rg = q.DefaultRecGrads();
   if (after) {  // the h gate's recurrent gradient is d(h_{t-1} R_h + br_h)
     rg.dg[2] = m.ra_buf.data();
@@ -118,18 +118,18 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
     rg.src[2] = m.ra_buf.data();
   }
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.BackwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *t1 = q.Work(2), *direct = q.Work(3),
       *tmp = q.Work(4);
     q.PrepareBackward(team, a, own, after);
-    q.CopyOrZero(a.dh_last, own, dh_rec);
+    q.CopyOrZero(a.dh_last, own, dh_rec, rows);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       // Pass 1, per row: dL/dh, d z, d hh (pre-activation), the direct path
       // z * dh, and with reset_after d r and d(h_{t-1} R_h + br_h). A masked
       // step has no gate gradient and passes dL/dh through.
-      for (Index b = 0; b < B && up > 0; ++b) {
+      for (Index b = rows.begin; b < rows.end && up > 0; ++b) {
         T* g = q.Gates(s) + b * GU + ob;
         T* ra = m.RA(s) + b * U + ob;
         const T* dy = q.OutputGradRow(a, s, b, own);
@@ -167,13 +167,13 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
           }
         });
       }
-      team.Sync();
+      q.StepSync(team);
       if (!after) {
         if (up > 0) {
           // d(r * h_{t-1}) for this member's units needs d hh of all units.
-          q.RecTMul(2 * U, U, own, q.Gates(s) + 2 * U, GU, t1 + ob, U, false);
+          q.RecTMul(2 * U, U, own, q.Gates(s) + 2 * U, GU, t1 + ob, U, false, rows);
           // Pass 2, per row: d r, and d(r * h_{t-1}) * r into the direct path.
-          for (Index b = 0; b < B; ++b) {
+          for (Index b = rows.begin; b < rows.end; ++b) {
             T* g = q.Gates(s) + b * GU + ob;
             const T* drh = t1 + b * U + ob;
             const T* hd = q.RecSource(2, s) + b * U + ob;
@@ -193,14 +193,17 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
             });
           }
         }
-        team.Sync();  // the next product reads d r of every unit
+        q.StepSync(team);  // the next product reads d r of every unit (of its rows)
       }
-      q.StepWeightGrads(s, own, a, rg, after);
+      q.StepWeightGrads(team, s, own, a, rg, after);
       q.StepInputGrads(team, s, a);
-      q.RecurrentGrad(s, own, rg, 0, 2, dh_rec, tmp, false);
-      if (after) q.RecurrentGrad(s, own, rg, 2, 3, dh_rec, tmp, true);
-      if (up > 0) detail::Blk(dh_rec + ob, B, up, U) += detail::CBlk(direct + ob, B, up, U);
-      q.CarryMasked(s, own, dh_tot, dh_rec);
+      q.RecurrentGrad(s, own, rg, 0, 2, dh_rec, tmp, false, rows);
+      if (after) q.RecurrentGrad(s, own, rg, 2, 3, dh_rec, tmp, true, rows);
+      if (up > 0) {
+        const Index ro = rows.begin * U + ob;
+        detail::Blk(dh_rec + ro, rows.size(), up, U) += detail::CBlk(direct + ro, rows.size(), up, U);
+      }
+      q.CarryMasked(s, own, dh_tot, dh_rec, rows);
     }
     q.Epilogue(team, a, rg, own, dh_rec, after);
   });

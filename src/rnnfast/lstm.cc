@@ -167,22 +167,22 @@ void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>&
   detail::Sequence<T>& q = m.seq;
   q.BeginBackward(a, 4);
   const Activation act = o.activation, ract = o.recurrent_activation;
-  const Index B = q.B, U = q.U, GU = q.GU;
+  const Index U = q.U, GU = q.GU;
   const auto rg = q.DefaultRecGrads();
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.BackwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin;
     // dh_rec: dL/dh entering from later steps; dh_tot adds this step's dy.
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *dc = q.Work(2), *tmp = q.Work(3);
     q.PrepareBackward(team, a, own, false);
-    q.CopyOrZero(a.dh_last, own, dh_rec);
-    q.CopyOrZero(a.dc_last, own, dc);
+    q.CopyOrZero(a.dh_last, own, dh_rec, rows);
+    q.CopyOrZero(a.dc_last, own, dc, rows);
     for (Index s = q.Tn - 1; s >= 0; --s) {
       // One pass per row: dL/dh, the gate gradients (in place of the gate
       // values) and dL/dc_{s-1}. A masked step has no gate gradient and
       // passes dL/dh and dL/dc through.
-      for (Index b = 0; b < B && up > 0; ++b) {
+      for (Index b = rows.begin; b < rows.end && up > 0; ++b) {
         T* g = q.Gates(s) + b * GU + ob;
         const T* dy = q.OutputGradRow(a, s, b, own);
         const T* dhr = dh_rec + b * U + ob;
@@ -215,13 +215,13 @@ void LSTMOptions::Impl<T>::Backward(const LSTMOptions& o, const BackwardArgs<T>&
           StoreN(dcr + j, pk::pmul(dct, f), n);
         });
       }
-      team.Sync();
-      q.StepWeightGrads(s, own, a, rg, false);
+      q.StepSync(team);
+      q.StepWeightGrads(team, s, own, a, rg, false);
       q.StepInputGrads(team, s, a);
-      q.RecurrentGrad(s, own, rg, 0, kGates, dh_rec, tmp, false);
-      q.CarryMasked(s, own, dh_tot, dh_rec);
+      q.RecurrentGrad(s, own, rg, 0, kGates, dh_rec, tmp, false, rows);
+      q.CarryMasked(s, own, dh_tot, dh_rec, rows);
     }
-    q.WriteLast(a.dc0, dc, own);
+    q.WriteLast(a.dc0, dc, own, rows);
     q.Epilogue(team, a, rg, own, dh_rec, false);
   });
   q.EndBackward();

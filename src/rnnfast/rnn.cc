@@ -53,17 +53,17 @@ void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const Backwa
   detail::Sequence<T>& q = seq;
   q.BeginBackward(a, 3);
   const Activation act = o.activation;
-  const Index B = q.B, U = q.U;
+  const Index U = q.U;
   const auto rg = q.DefaultRecGrads();
 
-  ParallelRun(detail::ChooseThreads(B, U, kGates), [&](const Team& team) {
-    const Range own = q.Units(team);
+  ParallelRun(q.BackwardThreads(), [&](const Team& team) {
+    const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin;
     T *dh_rec = q.Work(0), *dh_tot = q.Work(1), *tmp = q.Work(2);
     q.PrepareBackward(team, a, own, false);
-    q.CopyOrZero(a.dh_last, own, dh_rec);
+    q.CopyOrZero(a.dh_last, own, dh_rec, rows);
     for (Index s = q.Tn - 1; s >= 0; --s) {
-      for (Index b = 0; b < B && up > 0; ++b) {
+      for (Index b = rows.begin; b < rows.end && up > 0; ++b) {
         T* g = q.Gates(s) + b * U + ob;
         const T* dy = q.OutputGradRow(a, s, b, own);
         const T* dhr = dh_rec + b * U + ob;
@@ -77,11 +77,11 @@ void SimpleRNNOptions::Impl<T>::Backward(const SimpleRNNOptions& o, const Backwa
                                    : detail::pk::pzero(dh), n);
         });
       }
-      team.Sync();
-      q.StepWeightGrads(s, own, a, rg, false);
+      q.StepSync(team);
+      q.StepWeightGrads(team, s, own, a, rg, false);
       q.StepInputGrads(team, s, a);
-      q.RecurrentGrad(s, own, rg, 0, 1, dh_rec, tmp, false);
-      q.CarryMasked(s, own, dh_tot, dh_rec);
+      q.RecurrentGrad(s, own, rg, 0, 1, dh_rec, tmp, false, rows);
+      q.CarryMasked(s, own, dh_tot, dh_rec, rows);
     }
     q.Epilogue(team, a, rg, own, dh_rec, false);
   });

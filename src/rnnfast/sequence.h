@@ -6,7 +6,10 @@
 // Work split: inside the time loop each member owns a contiguous range of
 // units (all gates of those units), so a step needs one barrier: the recurrent
 // product of step s reads every unit of h_{s-1}. Before and after the loop,
-// members split rows (time steps) or weight columns instead.
+// members split rows (time steps) or weight columns instead. Small problems
+// split the batch's rows instead (see ForwardThreads): no barrier per step;
+// a row-split backward accumulates each member's weight gradients apart and
+// sums them after the loop.
 #pragma once
 
 #include <algorithm>
@@ -127,7 +130,8 @@ class Sequence {
   // Checks that a training forward left a cache, and sizes the backward's
   // scratch: `per_unit` arrays of [B, U].
   void BeginBackward(const BackwardArgs<T>& a, int per_unit) {
-    rows_ = false;  // the backward splits units
+    // rows_ stays as the cached forward chose it: the backward splits the
+    // same way, so that each member finds its rows' caches in its own L2.
     if (!cache_valid)
       throw std::logic_error(
           "backward() needs the cache of a forward() with training=True (each cache "
@@ -150,9 +154,12 @@ class Sequence {
     // that, every step streams the accumulators through L3 (W3's LSTM on
     // Zen 3, 512 KiB of L2: 768 KiB per thread, 20-30% slower than the GEMMs
     // after the loop; the 2 MiB L2 of Sapphire Rapids holds them).
+    // (Members that split rows each hold all of them: ForwardThreads checked.)
     const double slice = static_cast<double>(I + U) * static_cast<double>(GU) * sizeof(T) /
                          ChooseThreads(B, U, G);
-    stream_ = XsCopies() == 1 && slice <= 0.5 * static_cast<double>(L2CacheBytes());
+    stream_ = rows_ || (XsCopies() == 1 && slice <= 0.5 * static_cast<double>(L2CacheBytes()));
+    if (rows_ && row_threads_ > 1)
+      part_.Reserve(static_cast<std::size_t>((row_threads_ - 1) * PartSize()));
     if (a.dx != nullptr) {  // null: no input gradient wanted
       if (stream_) {
         wt_.Reserve(static_cast<std::size_t>(GU * I));
@@ -162,10 +169,31 @@ class Sequence {
     }
   }
 
+  // Threads for the backward of the cached forward.
+  int BackwardThreads() const { return rows_ ? row_threads_ : ChooseThreads(B, U, G); }
+
+  // Where a member accumulates streamed weight gradients: the outputs, or
+  // with rows_ for members other than the first, their own part_ slot
+  // (summed into the outputs by Epilogue). dk [I, G*U], dr [U, G*U], db
+  // [G*U] then the recurrent bias's [G*U]; row stride G*U.
+  struct Acc {
+    T* dk;
+    T* dr;
+    T* db;
+  };
+  Index PartSize() const { return (I + U + 2) * GU; }
+  Acc Accumulators(const Team& team, const BackwardArgs<T>& a) const {
+    if (!rows_ || team.rank == 0) return Acc{a.dkernel, a.drecurrent_kernel, a.dbias};
+    T* p = part_.data() + (team.rank - 1) * PartSize();
+    return Acc{p, p + I * GU, p + (I + U) * GU};
+  }
+
   // R^T ([G*U, U]) for the backward's per-step products, which then read
   // their right operand row by row (packed: this member's panels of it), and
   // when streaming W^T ([G*U, I]) for dx; also zeroes this member's columns
-  // of the streamed gradients. The loop's first Sync precedes any use.
+  // of the streamed gradients (with rows_: all of its accumulators). The
+  // loop's first Sync precedes any use (with rows_, which has none, this
+  // function ends with one).
   void PrepareBackward(const Team& team, const BackwardArgs<T>& a, Range own, bool rec_bias) {
     const Range rows = Split(GU, team.size, team.rank);
     if (rows.size() > 0) {
@@ -181,28 +209,35 @@ class Sequence {
       PackPanels<T>(GU, own.size(), [&](Index k, Index j) { return r[j * GU + k]; },
                     rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T>);
     }
-    if (!stream_ || own.size() == 0) return;
-    for (int g = 0; g < G; ++g) {
-      const Index c = g * U + own.begin;
-      Blk(a.dkernel + c, I, own.size(), GU).setZero();
-      Blk(a.drecurrent_kernel + c, U, own.size(), GU).setZero();
-      if (has_bias) {
-        Row<T>(a.dbias + c, own.size()).setZero();
-        if (rec_bias) Row<T>(a.dbias + GU + c, own.size()).setZero();
+    if (stream_ && own.size() > 0) {
+      const Acc acc = Accumulators(team, a);
+      for (int g = 0; g < G; ++g) {
+        const Index c = g * U + own.begin;
+        Blk(acc.dk + c, I, own.size(), GU).setZero();
+        Blk(acc.dr + c, U, own.size(), GU).setZero();
+        if (has_bias) {
+          Row<T>(acc.db + c, own.size()).setZero();
+          if (rec_bias) Row<T>(acc.db + GU + c, own.size()).setZero();
+        }
       }
     }
+    if (rows_) team.Sync();
   }
 
-  // out[B, up] (+)= A[B, k] @ rows [c, c + k) of R^T, this member's columns.
+  // out[B, up] (+)= A[B, k] @ rows [c, c + k) of R^T, this member's columns;
+  // rows: only rows [rows.begin, rows.end) of A and out (default: all B).
   void RecTMul(Index c, Index k, Range own, const T* A, Index lda, T* out, Index ldo,
-               bool accumulate) const {
+               bool accumulate, Range rows = {0, -1}) const {
+    if (rows.end < 0) rows.end = B;
+    A += rows.begin * lda;
+    out += rows.begin * ldo;
     if (packed_) {
-      GemmPacked<T>(B, own.size(), k, A, lda,
+      GemmPacked<T>(rows.size(), own.size(), k, A, lda,
                     rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T> + c * kPanel<T>,
                     GU * kPanel<T>, out, ldo, accumulate);
     } else {
-      Gemm<T>(false, false, B, own.size(), k, A, lda, rt_.data() + c * U + own.begin, U, out, ldo,
-              accumulate);
+      Gemm<T>(false, false, rows.size(), own.size(), k, A, lda, rt_.data() + c * U + own.begin, U,
+              out, ldo, accumulate);
     }
   }
   // out[B, up] (+)= A[B, U] @ R[:, gate g's columns of this member's units].
@@ -265,23 +300,32 @@ class Sequence {
   // kMinRows). Call after Begin, before ParallelRun.
   int ForwardThreads() {
     rows_ = false;
+    row_threads_ = 1;
     const int by_units = ChooseThreads(B, U, G);
-    // Inference only: a training forward that split rows left its caches
-    // in the other core's L2 for a backward that splits units (C++, 2
-    // threads, Zen 4: W1 training steps 20-40% slower, W2 no faster).
-    // Packed kernels too, while all their panels fit in twice the L2 (each
-    // member then reads all of them at every step, not half): W3 (1.5 MiB of
-    // panels) inference 11-18% faster on Zen 4, W4 (24 MiB) no faster.
-    const double panels = static_cast<double>(G) * static_cast<double>(I + U) *
-                          static_cast<double>(U) * sizeof(T);
-    if (training || (packed_ && panels > 2.0 * static_cast<double>(L2CacheBytes())))
+    const double l2 = static_cast<double>(L2CacheBytes());
+    const double weights = static_cast<double>(G) * static_cast<double>(I + U) *
+                           static_cast<double>(U) * sizeof(T);
+    if (training) {
+      // Training splits rows only when the backward can too: each member
+      // then keeps all the weights and its own weight-gradient accumulators
+      // (both within half the L2), and streams them (one input copy).
+      // Splitting rows in the forward alone left the caches in the other
+      // core's L2 for a backward that splits units (C++, 2 threads, Zen 4:
+      // W1 training steps 20-40% slower).
+      if (packed_ || XsCopies() != 1 || 2.0 * weights > 0.5 * l2) return by_units;
+    } else if (packed_ && weights > 2.0 * l2) {
+      // Packed kernels too, while all their panels fit in twice the L2 (each
+      // member then reads all of them at every step, not half): W3 (1.5 MiB
+      // of panels) inference 11-18% faster on Zen 4, W4 (24 MiB) no faster.
       return by_units;
+    }
     const Index by_rows = std::min<Index>(GetNumThreads(), B / kMinRows);
     const double flops = 2.0 * static_cast<double>(B * Tn) * static_cast<double>(I + U) *
                          static_cast<double>(GU);
     if (by_rows >= 2 && flops >= kRowSplitFlops && !RecentlyContended()) {
       rows_ = true;
-      return static_cast<int>(by_rows);
+      row_threads_ = static_cast<int>(by_rows);
+      return row_threads_;
     }
     return by_units;
   }
@@ -378,7 +422,9 @@ class Sequence {
 
   // Gates(s) = Xs(s) @ kernel + bias for every step: one GEMM per member
   // (per gate with per-gate input masks), split by rows. Adding the bias here,
-  // row by row, keeps the per-step gate pass free of broadcasts.
+  // row by row, keeps the per-step gate pass free of broadcasts. (Members
+  // that split the batch's rows too: projecting only their own rows, a GEMM
+  // per step, was no faster, C++ paired runs on Zen 4.)
   void ProjectInputs(const Team& team, const T* kernel, const T* bias) {
     const Range r = Split(Tn * B, team.size, team.rank);
     if (r.size() == 0) return;
@@ -453,10 +499,11 @@ class Sequence {
     for (int k = 0; k < r.n_rec; ++k) StoreN(r.hd[k] + j, pk::pmul(h, LoadN(r.mask[k] + j, n)), n);
   }
 
-  // Rows masked at step s get `from` instead of `to` for this member's units.
-  void CarryMasked(Index s, Range own, const T* from, T* to) const {
+  // Rows masked at step s get `from` instead of `to` for this member's units
+  // (and rows).
+  void CarryMasked(Index s, Range own, const T* from, T* to, Range rows) const {
     if (!has_mask) return;
-    for (Index b = 0; b < B; ++b)
+    for (Index b = rows.begin; b < rows.end; ++b)
       if (!StepOn(s, b))
         std::memcpy(to + b * U + own.begin, from + b * U + own.begin,
                     sizeof(T) * static_cast<std::size_t>(own.size()));
@@ -522,11 +569,16 @@ class Sequence {
   }
 
   // Streaming: step s's share of dL/dkernel, dL/drecurrent_kernel and dL/dbias
-  // for this member's units (their columns only: no Sync needed).
-  void StepWeightGrads(Index s, Range own, const BackwardArgs<T>& a, const RecGrads& rg,
-                       bool rec_bias) const {
+  // for this member's units (their columns only: no Sync needed), or with
+  // rows_ this member's rows' share, into its Accumulators.
+  void StepWeightGrads(const Team& team, Index s, Range own, const BackwardArgs<T>& a,
+                       const RecGrads& rg, bool rec_bias) const {
     const Index up = own.size();
     if (!stream_ || up == 0) return;
+    const Acc acc = Accumulators(team, a);
+    const Range rows = Rows(team);
+    const Index r0 = rows.begin, nr = rows.size();
+    if (nr == 0) return;
     // A member that owns every unit has each gate's columns right after the
     // previous gate's: gates then merge into one wider product (W1, U = 20:
     // N = 80, five full packets, instead of four N = 20 whose second packets
@@ -539,43 +591,47 @@ class Sequence {
     for (int g0 = 0, g1; g0 < G; g0 = g1) {
       g1 = run_end(g0, [&](int, int) { return XsCopies() == 1; });
       const Index c = g0 * U + own.begin, n = (g1 - g0) * up;
-      const T* dgi = Gates(s) + c;
-      Gemm<T>(true, false, I, n, B, Xs(g0, s), I, dgi, GU, a.dkernel + c, GU, true);
-      if (has_bias) AddColumnSums(dgi, B, n, GU, a.dbias + c);
+      const T* dgi = Gates(s) + r0 * GU + c;
+      Gemm<T>(true, false, I, n, nr, Xs(g0, s) + r0 * I, I, dgi, GU, acc.dk + c, GU, true);
+      if (has_bias) AddColumnSums(dgi, nr, n, GU, acc.db + c);
     }
     for (int g0 = 0, g1; g0 < G; g0 = g1) {
       g1 = run_end(g0, [&](int f, int g) {
         return rg.dg[g] == rg.dg[f] + (g - f) * U && rg.ld[g] == rg.ld[f] && rg.src[g] == rg.src[f];
       });
       const Index c = g0 * U + own.begin, n = (g1 - g0) * up;
-      const T* dgr = rg.dg[g0] + s * B * rg.ld[g0] + own.begin;
-      Gemm<T>(true, false, U, n, B, rg.src[g0] + s * B * U, U, dgr, rg.ld[g0],
-              a.drecurrent_kernel + c, GU, true);
-      if (has_bias && rec_bias) AddColumnSums(dgr, B, n, rg.ld[g0], a.dbias + GU + c);
+      const T* dgr = rg.dg[g0] + (s * B + r0) * rg.ld[g0] + own.begin;
+      Gemm<T>(true, false, U, n, nr, rg.src[g0] + (s * B + r0) * U, U, dgr, rg.ld[g0], acc.dr + c,
+              GU, true);
+      if (has_bias && rec_bias) AddColumnSums(dgr, nr, n, rg.ld[g0], acc.db + GU + c);
     }
   }
 
   // Streaming: rows of dx for step s, a share of the input features (needs
-  // every unit's gate gradients: after the step's Sync).
+  // every unit's gate gradients: after the step's Sync), or with rows_ all
+  // features of this member's rows.
   void StepInputGrads(const Team& team, Index s, const BackwardArgs<T>& a) const {
     if (!stream_ || a.dx == nullptr) return;
-    const Range f = Split(I, team.size, team.rank, kAlign);
-    if (f.size() == 0) return;
-    T* dst = a.dx + Orig(s) * I + f.begin;  // row b at b * Tn * I
-    Gemm<T>(false, false, B, f.size(), GU, Gates(s), GU, wt_.data() + f.begin, I, dst, Tn * I,
-            false);
+    const Range f = rows_ ? Range{0, I} : Split(I, team.size, team.rank, kAlign);
+    const Range rows = Rows(team);
+    if (f.size() == 0 || rows.size() == 0) return;
+    const Index r0 = rows.begin, nr = rows.size();
+    T* dst = a.dx + (r0 * Tn + Orig(s)) * I + f.begin;  // row b at b * Tn * I
+    Gemm<T>(false, false, nr, f.size(), GU, Gates(s) + r0 * GU, GU, wt_.data() + f.begin, I, dst,
+            Tn * I, false);
     if (n_in > 0)
-      Blk(dst, B, f.size(), Tn * I) *= CBlk(InMask(0) + f.begin, B, f.size(), I);
+      Blk(dst, nr, f.size(), Tn * I) *= CBlk(InMask(0) + r0 * I + f.begin, nr, f.size(), I);
   }
 
-  // out[:, own] (+)= sum over g in [g0, g1) of (dG_g(s) @ R[own, g block]^T)
+  // out[rows, own] (+)= sum over g in [g0, g1) of (dG_g(s) @ R[own, g block]^T)
   // times gate g's recurrent dropout mask, with R^T from TransposeRecurrent.
-  // tmp: a [B, U] scratch.
+  // tmp: a [B, U] scratch; rows: this member's rows (Rows(team)).
   void RecurrentGrad(Index s, Range own, const RecGrads& rg, int g0, int g1, T* out, T* tmp,
-                     bool accumulate) const {
-    const Index up = own.size();
-    if (up == 0) return;
-    auto dst = Blk(out + own.begin, B, up, U);
+                     bool accumulate, Range rows) const {
+    const Index up = own.size(), r0 = rows.begin, nr = rows.size();
+    if (up == 0 || nr == 0) return;
+    const Index o = r0 * U + own.begin;
+    auto dst = Blk(out + o, nr, up, U);
     const bool contiguous = [&] {
       for (int g = g0 + 1; g < g1; ++g)
         if (rg.dg[g] != rg.dg[g0] + (g - g0) * U || rg.ld[g] != rg.ld[g0]) return false;
@@ -585,24 +641,25 @@ class Sequence {
       const Index k = (g1 - g0) * U;
       if (n_rec == 0) {
         RecTMul(g0 * U, k, own, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], out + own.begin, U,
-                accumulate);
+                accumulate, rows);
         return;
       }
       RecTMul(g0 * U, k, own, rg.dg[g0] + s * B * rg.ld[g0], rg.ld[g0], tmp + own.begin, U,
-              false);
-      const auto m = CBlk(RecMask(0) + own.begin, B, up, U);
+              false, rows);
+      const auto m = CBlk(RecMask(0) + o, nr, up, U);
       if (accumulate) {
-        dst += CBlk(tmp + own.begin, B, up, U) * m;
+        dst += CBlk(tmp + o, nr, up, U) * m;
       } else {
-        dst = CBlk(tmp + own.begin, B, up, U) * m;
+        dst = CBlk(tmp + o, nr, up, U) * m;
       }
       return;
     }
     for (int g = g0; g < g1; ++g) {
-      RecTMul(g * U, U, own, rg.dg[g] + s * B * rg.ld[g], rg.ld[g], tmp + own.begin, U, false);
-      const auto t = CBlk(tmp + own.begin, B, up, U);
+      RecTMul(g * U, U, own, rg.dg[g] + s * B * rg.ld[g], rg.ld[g], tmp + own.begin, U, false,
+              rows);
+      const auto t = CBlk(tmp + o, nr, up, U);
       if (n_rec > 0) {
-        const auto m = CBlk(RecMask(g) + own.begin, B, up, U);
+        const auto m = CBlk(RecMask(g) + o, nr, up, U);
         if (accumulate || g > g0) {
           dst += t * m;
         } else {
@@ -666,13 +723,27 @@ class Sequence {
   }
 
   // After the backward time loop: dL/dh0, then (all members) ParameterGrads
-  // unless they were streamed.
+  // unless they were streamed; with rows_, the members' accumulators summed
+  // into the outputs, each member a share of every array.
   void Epilogue(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg, Range own,
                 const T* dh_rec, bool separate_rec_bias) {
-    WriteLast(a.dh0, dh_rec, own);
-    if (stream_) return;
+    WriteLast(a.dh0, dh_rec, own, Rows(team));
+    if (stream_ && !(rows_ && team.size > 1)) return;
     team.Sync();
-    ParameterGrads(team, a, rg, separate_rec_bias);
+    if (!rows_) {
+      ParameterGrads(team, a, rg, separate_rec_bias);
+      return;
+    }
+    auto reduce = [&](T* out, Index offset, Index n) {
+      const Range r = Split(n, team.size, team.rank, kAlign);
+      if (r.size() == 0) return;
+      Row<T> dst(out + r.begin, r.size());
+      for (int k = 1; k < team.size; ++k)
+        dst += ConstRow<T>(part_.data() + (k - 1) * PartSize() + offset + r.begin, r.size());
+    };
+    reduce(a.dkernel, 0, I * GU);
+    reduce(a.drecurrent_kernel, I * GU, U * GU);
+    if (has_bias) reduce(a.dbias, (I + U) * GU, (separate_rec_bias ? 2 : 1) * GU);
   }
 
   static void ColumnSums(const T* p, Index rows, Index cols, Index ld, T* out) {
@@ -703,6 +774,8 @@ class Sequence {
       wt_, rpp_, rtp_, wpp_;
   bool stream_ = false;
   bool rows_ = false;    // this forward's members split rows (ForwardThreads)
+  int row_threads_ = 1;  // and how many asked for (the backward asks as many)
+  Buffer<T> part_;       // with rows_: members' weight-gradient accumulators (Accumulators)
   bool packed_ = false;  // rpp_ and rtp_ (panels) instead of rp_ and rt_
   bool fused_ = false;   // input projection per step from wpp_ (W's panels)
   Index gate_slots_ = 0;  // steps whose gates Gates() keeps: Tn, or 2 (see Begin)
