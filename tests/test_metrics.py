@@ -282,6 +282,20 @@ def test_mean_and_sum():
     assert metrics.Sum().result() == 0.0 and metrics.Mean().result() == 0.0
 
 
+def test_mean_of_python_numbers_matches_the_array_path():
+    # Python floats and ints take a shortcut (the training loop's loss per
+    # batch); NumPy scalars take the general path: both must agree exactly.
+    rng = np.random.default_rng(3)
+    fast, general = metrics.Mean(), metrics.Mean()
+    for v, w in zip(rng.standard_normal(50) * 10, rng.integers(1, 64, 50)):
+        fast.update_state(float(v), sample_weight=int(w))
+        general.update_state(np.float64(v), sample_weight=np.int64(w))
+    fast.update_state(3)
+    general.update_state(np.int64(3))
+    assert fast.total == general.total and fast.count == general.count
+    assert fast.result() == general.result()
+
+
 def test_root_mean_squared_error():
     m = metrics.RootMeanSquaredError()
     assert m.result() == 0.0

@@ -275,6 +275,14 @@ class Mean(Metric):
         self.count = 0.0
 
     def update_state(self, values, sample_weight=None):
+        if type(values) in (float, int) and type(sample_weight) in (float, int, type(None)):
+            # A Python number (the training loop's loss, weighted by the batch
+            # size): the same float64 arithmetic as below without NumPy's
+            # per-call overhead (~25 us of a 0.5 ms W1 training step).
+            sw = 1.0 if sample_weight is None else float(sample_weight)
+            self.total += float(values) * sw
+            self.count += sw
+            return
         values, sample_weight = _reduce_to_samplewise(values, sample_weight)
         self.total += float(np.sum(values))
         if sample_weight is not None:
