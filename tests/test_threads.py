@@ -74,6 +74,34 @@ def test_concurrent_python_threads(threads):
         np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
 
 
+def test_concurrent_training_with_row_split(threads):
+    # Two Python threads train (forward + backward) at once: whichever gets
+    # the pool second runs alone, so a forward may split rows over two members
+    # and its backward run on one (or the reverse); gradients must not change.
+    threads(2)
+    expected = {i: run(c) for i, c in enumerate(ROWS)}
+    results, errors = {}, []
+
+    def work(i, case):
+        try:
+            for _ in range(4):
+                results[i] = run(case)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(ROWS)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=120)
+    assert not errors
+    assert len(results) == len(ROWS)
+    for i, got in results.items():
+        for a, b in zip(got, expected[i]):
+            if b is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def _child(q):
     case = BIG[1]
     a = make_arrays(case)
