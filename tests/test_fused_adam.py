@@ -15,7 +15,7 @@ class Var:
         self.constraint = None
 
 
-def run(per_array: bool, amsgrad: bool, dtype, weight_decay=None):
+def run(per_array: bool, amsgrad: bool, dtype, weight_decay=None, nan=False):
     rng = np.random.default_rng(0)
     shapes = [(7, 12), (12,), (3, 5, 4), (300, 900)]  # the last one splits over threads
     variables = [Var(rng.standard_normal(s).astype(dtype)) for s in shapes]
@@ -27,6 +27,9 @@ def run(per_array: bool, amsgrad: bool, dtype, weight_decay=None):
             opt, g, v, lr)
     for step in range(5):
         grads = [rng.standard_normal(v.value.shape).astype(dtype) * (step + 1) for v in variables]
+        if nan and step == 2:  # a NaN in the vectorised part of the loop and one in its tail
+            grads[3].reshape(-1)[17] = np.nan
+            grads[0].reshape(-1)[-1] = np.nan
         opt.apply(grads, variables)
     return [v.value for v in variables], opt.get_state()
 
@@ -39,6 +42,15 @@ def test_fused_adam_is_bit_identical(dtype, amsgrad, weight_decay):
     numpy_w, numpy_s = run(True, amsgrad, dtype, weight_decay)
     for a, b in zip(fused_w + fused_s, numpy_w + numpy_s):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_propagates_nan_as_numpy_does(amsgrad):
+    fused_w, fused_s = run(False, amsgrad, np.float32, nan=True)
+    numpy_w, numpy_s = run(True, amsgrad, np.float32, nan=True)
+    assert np.isnan(fused_w[3].reshape(-1)[17]) and np.isnan(fused_w[0].reshape(-1)[-1])
+    for a, b in zip(fused_w + fused_s, numpy_w + numpy_s):
+        np.testing.assert_array_equal(a, b)  # NaN where NumPy has NaN, equal elsewhere
 
 
 def test_adam_step_argument_checks():
