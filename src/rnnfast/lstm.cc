@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 #include "rnnfast/sequence.h"
 
@@ -48,29 +49,36 @@ void FillLanes(Index U, T* lanes) {
   }
 }
 
-// Activates row [0, 4U) of pre-activations g + sc into g (see WholeRowGates).
-template <typename T>
-EIGEN_ALWAYS_INLINE void ActivateWholeRow(Index U, T* g, const T* sc, const T* lanes) {
+// Activates rows [0, 4U) of pre-activations g[r] + sc[r] into g[r], for NR
+// rows at once (see WholeRowGates). The activations are long chains of
+// dependent multiply-adds (a tanh is ~15 in a row); interleaving the
+// independent chains of two rows keeps the FMA units busy where one row
+// alone would wait on latency.
+template <int NR, typename T>
+EIGEN_ALWAYS_INLINE void ActivateWholeRows(Index U, T* const* g, const T* const* sc,
+                                           const T* lanes) {
   using detail::LoadN;
   namespace pk = detail::pk;
   constexpr Index P = detail::kPacket<T>;
   const Index n4 = 4 * U, stride = n4 + P;
   for (Index j = 0; j < n4; j += P) {
     const Index n = std::min(P, n4 - j);
-    const auto x = pk::padd(LoadN(g + j, n), LoadN(sc + j, n));
+    detail::Packet<T> x[NR];
+    for (int r = 0; r < NR; ++r) x[r] = pk::padd(LoadN(g[r] + j, n), LoadN(sc[r] + j, n));
     const Index last = j + n - 1;
     const bool all_tanh = j >= 2 * U && last < 3 * U;
     const bool no_tanh = last < 2 * U || j >= 3 * U;
-    detail::Packet<T> y;
     if (no_tanh) {
-      y = detail::PActivate<T>(Activation::kSigmoid, x);
+      for (int r = 0; r < NR; ++r)
+        detail::StoreN(g[r] + j, detail::PActivate<T>(Activation::kSigmoid, x[r]), n);
     } else if (all_tanh) {
-      y = detail::PTanh<T>(x);
+      for (int r = 0; r < NR; ++r) detail::StoreN(g[r] + j, detail::PTanh<T>(x[r]), n);
     } else {
-      const auto t = detail::PTanh<T>(pk::pmul(x, LoadN(lanes + j, n)));
-      y = pk::pmadd(t, LoadN(lanes + stride + j, n), LoadN(lanes + 2 * stride + j, n));
+      const auto scale = LoadN(lanes + j, n), mul = LoadN(lanes + stride + j, n),
+                 add = LoadN(lanes + 2 * stride + j, n);
+      for (int r = 0; r < NR; ++r)
+        detail::StoreN(g[r] + j, pk::pmadd(detail::PTanh<T>(pk::pmul(x[r], scale)), mul, add), n);
     }
-    detail::StoreN(g + j, y, n);
   }
 }
 
@@ -94,6 +102,46 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
     const Range own = q.Units(team), rows = q.Rows(team);
     const Index up = own.size(), ob = own.begin, ls = kGates * up;
     const bool whole = WholeRowGates<T>(up, U, act, ract);
+    // The whole-row pass for rows [b, b + NR) of step s (this member owns all
+    // U units): gates, then c and h, each of the NR rows' chains interleaved.
+    auto whole_rows = [&](Index s, Index b, auto nr) {
+      using detail::LoadN;
+      using detail::StoreN;
+      namespace pk = detail::pk;
+      constexpr int NR = decltype(nr)::value;
+      T* g[NR];
+      const T* sc[NR];
+      const T* cp[NR];
+      T* cn[NR];
+      typename detail::Sequence<T>::StateRow row[NR];
+      for (int r = 0; r < NR; ++r) {
+        g[r] = q.Gates(s) + (b + r) * GU;
+        sc[r] = q.Scratch(own) + (b + r) * ls;
+        cp[r] = m.C(s) + (b + r) * U;
+        cn[r] = m.C(s + 1) + (b + r) * U;
+        row[r] = q.RowOf(a, s, b + r, own);
+      }
+      ActivateWholeRows<NR, T>(U, g, sc, m.lanes.data());
+      detail::ForEachPacket<T>(U, [&](Index j, Index n) {
+        detail::Packet<T> c_prev[NR], c[NR];
+        for (int r = 0; r < NR; ++r) {
+          c_prev[r] = LoadN(cp[r] + j, n);
+          c[r] = pk::pmadd(LoadN(g[r] + U + j, n), c_prev[r],
+                           pk::pmul(LoadN(g[r] + j, n), LoadN(g[r] + 2 * U + j, n)));
+        }
+        detail::Packet<T> h[NR];
+        for (int r = 0; r < NR; ++r) h[r] = pk::pmul(LoadN(g[r] + 3 * U + j, n), detail::PTanh<T>(c[r]));
+        for (int r = 0; r < NR; ++r) {
+          if (row[r].on) {
+            StoreN(cn[r] + j, c[r], n);
+            q.StoreState(row[r], j, n, h[r]);
+          } else {  // a masked row carries h and c
+            StoreN(cn[r] + j, c_prev[r], n);
+            q.StoreState(row[r], j, n, LoadN(row[r].prev + j, n));
+          }
+        }
+      });
+    };
     q.Prologue(team, a, own, a.bias);
     q.CopyOrZero(a.c0, own, m.C(0), rows);  // c0 (or zeros) for this member's units
     for (Index s = 0; s < q.Tn; ++s) {
@@ -101,30 +149,17 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
         q.RecurrentProduct(s, own, 0, kGates, rows);
         // One pass per row over this member's units: gates, c and h, the
         // output and the dropout copies (a masked row carries h and c).
-        for (Index b = rows.begin; b < rows.end; ++b) {
+        if (whole) {  // rows in pairs (see ActivateWholeRows), then the odd one
+          Index b = rows.begin;
+          for (; b + 1 < rows.end; b += 2) whole_rows(s, b, std::integral_constant<int, 2>{});
+          if (b < rows.end) whole_rows(s, b, std::integral_constant<int, 1>{});
+        }
+        for (Index b = rows.begin; b < rows.end && !whole; ++b) {
           T* g = q.Gates(s) + b * GU + ob;
           const T* sc = q.Scratch(own) + b * ls;
           const T* cp = m.C(s) + b * U + ob;
           T* cn = m.C(s + 1) + b * U + ob;
           const auto row = q.RowOf(a, s, b, own);
-          if (whole) {
-            ActivateWholeRow<T>(U, g, sc, m.lanes.data());
-            detail::ForEachPacket<T>(up, [&](Index j, Index n) {
-              using detail::LoadN;
-              namespace pk = detail::pk;
-              const auto c_prev = LoadN(cp + j, n);
-              if (!row.on) {
-                detail::StoreN(cn + j, c_prev, n);
-                q.StoreState(row, j, n, LoadN(row.prev + j, n));
-                return;
-              }
-              const auto c = pk::pmadd(LoadN(g + U + j, n), c_prev,
-                                       pk::pmul(LoadN(g + j, n), LoadN(g + 2 * U + j, n)));
-              detail::StoreN(cn + j, c, n);
-              q.StoreState(row, j, n, pk::pmul(LoadN(g + 3 * U + j, n), detail::PTanh<T>(c)));
-            });
-            continue;
-          }
           detail::ForEachPacket<T>(up, [&](Index j, Index n) {
             using detail::LoadN;
             using detail::PActivate;
