@@ -201,7 +201,8 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
       if (after) q.RecurrentGrad(s, own, rg, 2, 3, dh_rec, tmp, true, rows);
       if (up > 0) {
         const Index ro = rows.begin * U + ob;
-        detail::Blk(dh_rec + ro, rows.size(), up, U) += detail::CBlk(direct + ro, rows.size(), up, U);
+        const Index nr = rows.size();
+        detail::Blk(dh_rec + ro, nr, up, U) += detail::CBlk(direct + ro, nr, up, U);
       }
       q.CarryMasked(s, own, dh_tot, dh_rec, rows);
     }

@@ -130,7 +130,8 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
                            pk::pmul(LoadN(g[r] + j, n), LoadN(g[r] + 2 * U + j, n)));
         }
         detail::Packet<T> h[NR];
-        for (int r = 0; r < NR; ++r) h[r] = pk::pmul(LoadN(g[r] + 3 * U + j, n), detail::PTanh<T>(c[r]));
+        for (int r = 0; r < NR; ++r)
+          h[r] = pk::pmul(LoadN(g[r] + 3 * U + j, n), detail::PTanh<T>(c[r]));
         for (int r = 0; r < NR; ++r) {
           if (row[r].on) {
             StoreN(cn[r] + j, c[r], n);
