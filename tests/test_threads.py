@@ -50,53 +50,53 @@ def test_thread_count_does_not_change_results(case, threads):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
 
 
-def test_concurrent_python_threads(threads):
-    threads(2)
+def run_concurrently(job, cases):
+    """{i: job(case)} with every case on its own Python thread, all at once."""
     results, errors = {}, []
 
     def work(i, case):
         try:
-            a = make_arrays(case)
-            for _ in range(5):
-                y, _ = kernel_forward(case, make_kernel(case), a, training=False)
-            results[i] = (y, reference_forward(case, a)[0])
+            results[i] = job(case)
         except Exception as e:  # reported below
             errors.append(e)
 
-    ts = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(BIG * 2)]
+    ts = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(cases)]
     for t in ts:
         t.start()
     for t in ts:
         t.join(timeout=120)
     assert not errors
-    assert len(results) == len(ts)
-    for y, ref in results.values():
+    assert len(results) == len(cases)
+    return results
+
+
+def test_concurrent_python_threads(threads):
+    threads(2)
+
+    def job(case):
+        a = make_arrays(case)
+        for _ in range(5):
+            y, _ = kernel_forward(case, make_kernel(case), a, training=False)
+        return y, reference_forward(case, a)[0]
+
+    for y, ref in run_concurrently(job, BIG * 2).values():
         np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
 
 
 def test_concurrent_training_with_row_split(threads):
-    # Two Python threads train (forward + backward) at once: whichever gets
-    # the pool second runs alone, so a forward may split rows over two members
-    # and its backward run on one (or the reverse); gradients must not change.
+    # Python threads (one per case) train, forward and backward, at once: a
+    # caller that finds the pool busy runs alone, so a forward may split rows
+    # over two members and its backward run on one (or the reverse);
+    # gradients must not change.
     threads(2)
-    expected = {i: run(c) for i, c in enumerate(ROWS)}
-    results, errors = {}, []
+    expected = [run(c) for c in ROWS]
 
-    def work(i, case):
-        try:
-            for _ in range(4):
-                results[i] = run(case)
-        except Exception as e:  # reported below
-            errors.append(e)
+    def job(case):
+        for _ in range(3):
+            run(case)
+        return run(case)
 
-    ts = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(ROWS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=120)
-    assert not errors
-    assert len(results) == len(ROWS)
-    for i, got in results.items():
+    for i, got in run_concurrently(job, ROWS).items():
         for a, b in zip(got, expected[i]):
             if b is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
