@@ -108,12 +108,12 @@ def _initial_state(case: Case, a: dict):
     return a["h0"]
 
 
-def kernel_forward(case: Case, k, a: dict, training: bool = True):
+def kernel_forward(case: Case, k, a: dict, training: bool = True, return_sequences: bool = True):
     y, final = k.forward(
         a["x"], a["kernel"], a["recurrent_kernel"], a["bias"],
         initial_state=_initial_state(case, a), mask=a["mask"],
         input_dropout_mask=a["input_dropout"], recurrent_dropout_mask=a["recurrent_dropout"],
-        training=training)
+        training=training, return_sequences=return_sequences)
     states = list(final) if case.cell == "lstm" else [final]
     return y, states
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from kernel_harness import Case, kernel_forward, make_arrays, make_kernel, reference_forward
+from kernel_harness import (Case, kernel_backward, kernel_forward, make_arrays, make_kernel,
+                            reference_forward)
 from rnnfast import _core
 
 B, T, I, U = 2, 3, 4, 5
@@ -265,6 +266,48 @@ def test_inference_matches_training_forward(case):
     np.testing.assert_array_equal(y_inf, y_tr)
     y_ref, _, _ = reference_forward(case, a)
     np.testing.assert_allclose(y_inf, y_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", [
+    Case("gru", B=4, T=5, I=3, U=8, mask=True, recurrent_dropout=3, seed=4),
+    Case("lstm", B=8, T=5, I=20, U=150, go_backwards=True, recurrent_dropout=1, seed=6),
+    Case("simple_rnn", B=32, T=6, I=24, U=70, mask=True, recurrent_dropout=1, seed=9),
+    Case("lstm", B=9, T=6, I=3, U=20, mask=True, initial_state=True, seed=11),
+    Case("gru", B=17, T=6, I=24, U=70, reset_after=False, recurrent_dropout=3, seed=13),
+], ids=lambda c: f"{c.cell}-B{c.B}-U{c.U}")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_without_return_sequences_only_the_final_state(case, threads):
+    # return_sequences=False writes no outputs: the final states (and, after a
+    # training forward, the gradients) are those of the full forward.
+    a = make_arrays(case)
+    old = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        for training in (False, True):
+            y_full, s_full = kernel_forward(case, make_kernel(case), a, training=training)
+            k = make_kernel(case)
+            y, s = kernel_forward(case, k, a, training=training, return_sequences=False)
+            assert y is None
+            for got, want in zip(s, s_full):
+                np.testing.assert_array_equal(got, want)
+        _, want_states, _ = reference_forward(case, a)
+        for got_s, want_s in zip(s, want_states):
+            np.testing.assert_allclose(got_s, want_s, rtol=1e-10, atol=1e-10)
+        dstates = [np.random.default_rng(3).standard_normal(st.shape).astype(st.dtype) for st in s]
+        got = kernel_backward(case, k, a, None, dstates)
+        k_full = make_kernel(case)
+        kernel_forward(case, k_full, a, training=True)
+        want = kernel_backward(case, k_full, a, None, dstates)
+        for name in ("dx", "dkernel", "drecurrent_kernel", "dbias"):
+            np.testing.assert_array_equal(got[name], want[name])
+    finally:
+        rnnfast.set_num_threads(old)
+
+
+def test_return_sequences_false_rejects_out(lstm):
+    x, k, r, b = lstm_args()
+    with pytest.raises(ValueError, match="out was given but return_sequences is False"):
+        lstm.forward(x, k, r, b, out=np.empty((B, T, U), np.float32), return_sequences=False)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -39,16 +39,19 @@ class KernelObject {
 
   py::tuple Forward(py::object x, py::object kernel, py::object recurrent_kernel, py::object bias,
                     py::object initial_state, py::object mask, py::object input_dropout_mask,
-                    py::object recurrent_dropout_mask, bool training, py::object out) {
+                    py::object recurrent_dropout_mask, bool training, py::object out,
+                    bool return_sequences) {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     if (!lock.owns_lock()) throw std::runtime_error(kBusy);
     py::array xa = AsArray(x, "x");
     if (py::array_t<float>::check_(xa))
       return ForwardT<float>(xa, kernel, recurrent_kernel, bias, initial_state, mask,
-                             input_dropout_mask, recurrent_dropout_mask, training, out);
+                             input_dropout_mask, recurrent_dropout_mask, training, out,
+                             return_sequences);
     if (py::array_t<double>::check_(xa))
       return ForwardT<double>(xa, kernel, recurrent_kernel, bias, initial_state, mask,
-                              input_dropout_mask, recurrent_dropout_mask, training, out);
+                              input_dropout_mask, recurrent_dropout_mask, training, out,
+                             return_sequences);
     throw py::type_error("x has dtype " + py::str(xa.dtype()).cast<std::string>() +
                          ", expected float32 or float64");
   }
@@ -88,7 +91,7 @@ class KernelObject {
   py::tuple ForwardT(const py::array& xa, py::object kernel, py::object recurrent_kernel,
                      py::object bias, py::object initial_state, py::object mask,
                      py::object input_dropout_mask, py::object recurrent_dropout_mask, bool training,
-                     py::object out) {
+                     py::object out, bool return_sequences) {
     constexpr int G = Traits::kGates;
     if (xa.ndim() != 3)
       throw py::value_error("x must be a 3-D array (batch, time, features), got shape " + ShapeStr(xa));
@@ -113,8 +116,13 @@ class KernelObject {
     int n_in = 0, n_rec = 0;
     auto din = DropoutInput<T>(input_dropout_mask, "input_dropout_mask", G, B, I, &n_in);
     auto drec = DropoutInput<T>(recurrent_dropout_mask, "recurrent_dropout_mask", G, B, U, &n_rec);
-    auto y = Output<T>(out, "out", Shape{B, Tn, U});
-    CheckNoOverlap(y, "out", {{&x, "x"}, {&k, "kernel"}, {&r, "recurrent_kernel"}, {Ptr(b), "bias"},
+    if (!return_sequences && !out.is_none())
+      throw py::value_error("out was given but return_sequences is False (no outputs are written)");
+    // Without return_sequences no step's output is written, only the final
+    // state: no [B, T, U] array to allocate and fill.
+    Opt<T> y;
+    if (return_sequences) y = Output<T>(out, "out", Shape{B, Tn, U});
+    if (y) CheckNoOverlap(*y, "out", {{&x, "x"}, {&k, "kernel"}, {&r, "recurrent_kernel"}, {Ptr(b), "bias"},
                               {Ptr(h0), "initial_state"}, {Ptr(c0), "initial_state"},
                               {Ptr(din), "input_dropout_mask"}, {Ptr(drec), "recurrent_dropout_mask"}});
     py::array_t<T, py::array::c_style> h_last(Shape{B, U});
@@ -134,7 +142,7 @@ class KernelObject {
     a.input_dropout_count = n_in;
     a.recurrent_dropout = Data(drec);
     a.recurrent_dropout_count = n_rec;
-    a.y = y.mutable_data();
+    a.y = MutableData(y);
     a.h_last = h_last.mutable_data();
     a.c_last = MutableData(c_last);
     Cell<T>& cell = Get<T>();
@@ -147,7 +155,9 @@ class KernelObject {
     if (training) cache_dtype_ = static_cast<int>(sizeof(T));
     py::object final_state = h_last;
     if (Traits::kStates > 1) final_state = py::make_tuple(h_last, *c_last);
-    return py::make_tuple(y, final_state);
+    py::object outputs = py::none();
+    if (y) outputs = *y;
+    return py::make_tuple(outputs, final_state);
   }
 
   template <typename T>
@@ -217,7 +227,7 @@ class KernelObject {
   std::mutex mutex_;
 };
 
-constexpr const char* kForwardDoc = R"(forward(x, kernel, recurrent_kernel, bias=None, *, initial_state=None, mask=None, input_dropout_mask=None, recurrent_dropout_mask=None, training=False, out=None)
+constexpr const char* kForwardDoc = R"(forward(x, kernel, recurrent_kernel, bias=None, *, initial_state=None, mask=None, input_dropout_mask=None, recurrent_dropout_mask=None, training=False, out=None, return_sequences=True)
 
 Runs the cell over whole sequences. G = gates (SimpleRNN 1, LSTM 4, GRU 3).
 
@@ -230,8 +240,10 @@ input_dropout_mask: [B, I] or [G, B, I]; recurrent_dropout_mask: [B, U] or
 [G, B, U]; multiplicative, constant over time.
 training: keep what backward() needs (one backward per training forward).
 out: optional [B, T, U] array to write the outputs into.
+return_sequences: False writes no outputs, only the final state (outputs is
+then None; out must be None).
 
-Returns (outputs [B, T, U], final_state) with final_state [B, U] (LSTM: (h, c)).
+Returns (outputs [B, T, U] or None, final_state) with final_state [B, U] (LSTM: (h, c)).
 With go_backwards the outputs are in processing order, as in Keras.)";
 
 constexpr const char* kBackwardDoc = R"(backward(kernel, recurrent_kernel, *, doutputs=None, dfinal_state=None, dx_out=None, dkernel_out=None, drecurrent_kernel_out=None, dbias_out=None, compute_dx=True)
@@ -255,7 +267,7 @@ py::class_<KernelObject<Cell, Traits>> BindKernel(py::module_& m, const char* do
           py::arg("bias") = py::none(), py::kw_only(), py::arg("initial_state") = py::none(),
           py::arg("mask") = py::none(), py::arg("input_dropout_mask") = py::none(),
           py::arg("recurrent_dropout_mask") = py::none(), py::arg("training") = false,
-          py::arg("out") = py::none(), kForwardDoc);
+          py::arg("out") = py::none(), py::arg("return_sequences") = true, kForwardDoc);
   cls.def("backward", &K::Backward, py::arg("kernel"), py::arg("recurrent_kernel"), py::kw_only(),
           py::arg("doutputs") = py::none(), py::arg("dfinal_state") = py::none(),
           py::arg("dx_out") = py::none(), py::arg("dkernel_out") = py::none(),

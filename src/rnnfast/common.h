@@ -62,7 +62,8 @@ struct ForwardArgs {
   int input_dropout_count = 0;
   const T* recurrent_dropout = nullptr;
   int recurrent_dropout_count = 0;
-  T* y = nullptr;                       // out [B, T, U] every step's h, processing order
+  T* y = nullptr;                       // out [B, T, U] every step's h, processing order;
+                                        // null: not written (only the final state wanted)
   T* h_last = nullptr;                  // out [B, U] final h (may be null)
   T* c_last = nullptr;                  // out [B, U] LSTM final c (may be null)
 };

@@ -75,8 +75,8 @@ class Sequence {
     const Dims& d = a.dims;
     if (d.batch <= 0 || d.time <= 0 || d.input <= 0 || d.units <= 0)
       throw std::invalid_argument("batch, time, input and units must all be positive");
-    if (a.x == nullptr || a.kernel == nullptr || a.recurrent_kernel == nullptr || a.y == nullptr)
-      throw std::invalid_argument("x, kernel, recurrent_kernel and y are required");
+    if (a.x == nullptr || a.kernel == nullptr || a.recurrent_kernel == nullptr)
+      throw std::invalid_argument("x, kernel and recurrent_kernel are required");
     auto check_count = [gates](int n, const void* p, const char* what) {
       if (p == nullptr) return 0;
       if (n != 1 && n != gates)
@@ -481,7 +481,7 @@ class Sequence {
     StateRow r;
     const Index o = b * U + own.begin;
     r.h = H(s + 1) + o;
-    r.y = a.y + (b * Tn + s) * U + own.begin;
+    r.y = a.y == nullptr ? nullptr : a.y + (b * Tn + s) * U + own.begin;
     r.prev = H(s) + o;
     r.n_rec = n_rec;
     for (int k = 0; k < n_rec; ++k) {
@@ -495,7 +495,7 @@ class Sequence {
   static EIGEN_ALWAYS_INLINE void StoreState(const StateRow& r, Index j, Index n,
                                              const Packet<T>& h) {
     StoreN(r.h + j, h, n);
-    StoreN(r.y + j, h, n);
+    if (r.y != nullptr) StoreN(r.y + j, h, n);
     for (int k = 0; k < r.n_rec; ++k) StoreN(r.hd[k] + j, pk::pmul(h, LoadN(r.mask[k] + j, n)), n);
   }
 

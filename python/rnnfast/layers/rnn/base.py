@@ -137,7 +137,7 @@ class KernelCell(Layer):
         _, final = kernel.forward(x, self.kernel.value, self.recurrent_kernel.value,
                                   None if self.bias is None else self.bias.value,
                                   initial_state=init, input_dropout_mask=din,
-                                  recurrent_dropout_mask=drec)
+                                  recurrent_dropout_mask=drec, return_sequences=False)
         new_states = list(final) if self.STATES > 1 else [final]
         return new_states[0], new_states
 
@@ -250,11 +250,14 @@ class RNN(Layer):
         din, drec = cell.dropout_masks(B, I, training)
         # A training forward's outputs live until the next training forward:
         # the model consumes them within the step, so the buffers are reused.
-        out = self._buffer("y", (B, T, cell.units)) if training else None
+        # Without return_sequences the kernel writes only the final state.
+        seqs = self.return_sequences
+        out = self._buffer("y", (B, T, cell.units)) if training and seqs else None
         y, final = self._kernel.forward(
             x, cell.kernel.value, cell.recurrent_kernel.value,
             None if cell.bias is None else cell.bias.value, initial_state=initial_state, mask=mask,
-            input_dropout_mask=din, recurrent_dropout_mask=drec, training=training, out=out)
+            input_dropout_mask=din, recurrent_dropout_mask=drec, training=training, out=out,
+            return_sequences=seqs)
         final = list(final) if cell.STATES > 1 else [final]
         out_mask = None
         if mask is not None and self.zero_output_for_mask and self.return_sequences:
