@@ -76,6 +76,9 @@ def multithreaded_cases():
         # dropout mask; per-gate masks keep the projection before the loop).
         packed = Case(cell, B=8, T=5, I=20, U=150, seed=11)
         cases += split_variants(packed) + [packed.replace(input_dropout=1, mask=True)]
+        # The same with too few rows to split: members own panels, streaming
+        # their weight gradients.
+        cases += split_variants(packed.replace(B=7, seed=12))
         # Weights too big to stream their gradients step by step: GEMMs after the loop.
         big = Case(cell, B=4, T=3, I=100, U=400 if cell != "simple_rnn" else 900, seed=9)
         cases += [big, big.replace(mask=True, go_backwards=True, recurrent_dropout=1)]

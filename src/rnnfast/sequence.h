@@ -204,10 +204,12 @@ class Sequence {
         Blk(wt_.data() + rows.begin * I, rows.size(), I, I) =
             CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
     }
-    if (packed_ && own.size() > 0) {
-      const T* r = a.recurrent_kernel + own.begin * GU;
-      PackPanels<T>(GU, own.size(), [&](Index k, Index j) { return r[j * GU + k]; },
-                    rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T>);
+    // Members that split rows share all panels: each packs some of them.
+    const Range cols = rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
+    if (packed_ && cols.size() > 0) {
+      const T* r = a.recurrent_kernel + cols.begin * GU;
+      PackPanels<T>(GU, cols.size(), [&](Index k, Index j) { return r[j * GU + k]; },
+                    rtp_.data() + cols.begin / kPanel<T> * GU * kPanel<T>);
     }
     if (stream_ && own.size() > 0) {
       const Acc acc = Accumulators(team, a);
@@ -307,12 +309,16 @@ class Sequence {
                            static_cast<double>(U) * sizeof(T);
     if (training) {
       // Training splits rows only when the backward can too: each member
-      // then keeps all the weights and its own weight-gradient accumulators
-      // (both within half the L2), and streams them (one input copy).
+      // then reads all the weights and streams its own weight-gradient
+      // accumulators (one input copy), together within twice its L2: no
+      // barrier at any step, forward or backward (Sapphire Rapids, 2 MiB L2,
+      // C++ paired runs: W3 training steps SimpleRNN 36-42 -> 27-33 ms,
+      // LSTM 146-155 -> 130, GRU 109-112 -> 92-97; at W4, 12 MiB for
+      // SimpleRNN, the accumulators streamed through L3 made it 1.4x slower).
       // Splitting rows in the forward alone left the caches in the other
       // core's L2 for a backward that splits units (C++, 2 threads, Zen 4:
       // W1 training steps 20-40% slower).
-      if (packed_ || XsCopies() != 1 || 2.0 * weights > 0.5 * l2) return by_units;
+      if (XsCopies() != 1 || weights > l2) return by_units;
     } else if (packed_ && weights > 2.0 * l2) {
       // Packed kernels too, while all their panels fit in twice the L2 (each
       // member then reads all of them at every step, not half): W3 (1.5 MiB
