@@ -71,13 +71,14 @@ def multithreaded_cases():
         cases += split_variants(Case(cell, B=7, T=5, I=8, U=128 if cell == "simple_rnn" else 120,
                                      seed=5))
         # Recurrent kernels big enough to be multiplied from packed panels
-        # (members own whole panels of units; the last panel is partial), the
-        # input projected step by step from W's panels (one shared input
-        # dropout mask; per-gate masks keep the projection before the loop).
+        # (the last panel is partial), the input projected step by step from
+        # W's panels (one shared input dropout mask; per-gate masks keep the
+        # projection before the loop). The weights fit in the L2, so members
+        # split the batch rows, sharing the panels that each packed a part of.
         packed = Case(cell, B=8, T=5, I=20, U=150, seed=11)
         cases += split_variants(packed) + [packed.replace(input_dropout=1, mask=True)]
-        # The same with too few rows to split: members own panels, streaming
-        # their weight gradients.
+        # The same with too few rows to split: members own whole panels of
+        # units and stream their columns' weight gradients.
         cases += split_variants(packed.replace(B=7, seed=12))
         # Weights too big to stream their gradients step by step: GEMMs after the loop.
         big = Case(cell, B=4, T=3, I=100, U=400 if cell != "simple_rnn" else 900, seed=9)
