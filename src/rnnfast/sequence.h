@@ -204,8 +204,7 @@ class Sequence {
         Blk(wt_.data() + rows.begin * I, rows.size(), I, I) =
             CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
     }
-    // Members that split rows share all panels: each packs some of them.
-    const Range cols = rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
+    const Range cols = PanelShare(team, own);
     if (packed_ && cols.size() > 0) {
       const T* r = a.recurrent_kernel + cols.begin * GU;
       PackPanels<T>(GU, cols.size(), [&](Index k, Index j) { return r[j * GU + k]; },
@@ -287,6 +286,11 @@ class Sequence {
   Range Units(const Team& team) const {
     if (rows_) return Range{0, U};
     return Split(U, team.size, team.rank, packed_ ? kPanel<T> : kAlign);
+  }
+  // The units whose panels this member packs: its own, or with rows_ (all
+  // members share every panel) a share of them.
+  Range PanelShare(const Team& team, Range own) const {
+    return rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
   }
   // The batch rows this member runs the time loop for (all without rows_).
   Range Rows(const Team& team) const {
@@ -378,8 +382,7 @@ class Sequence {
     // side, so that a step's product is one GEMM; or, for big kernels, each
     // gate's panels of this member's units.
     if (packed_) {
-      // Members that split rows share all panels: each packs some of them.
-      const Range cols = rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
+      const Range cols = PanelShare(team, own);
       const Index pu = cols.size(), p0 = cols.begin / kPanel<T>;
       for (int g = 0; g < G && pu > 0; ++g) {
         const T* r = a.recurrent_kernel + g * U + cols.begin;
