@@ -5,44 +5,9 @@ import numpy as np
 import pytest
 
 import rnnfast as keras
+from layer_harness import check_accumulates, fd_check
 from rnnfast import layers
-
-EPS = 1e-6
-
-
-def fd_check(layer, x, mask=None, seed=0, check_input=True, rtol=1e-6, atol=1e-8):
-    """Compares layer.backward's input and weight gradients with central
-    differences of L = sum(w * layer(x)) (inference forward, same function)."""
-    rng = np.random.default_rng(seed)
-    y = layer.forward(x, training=True, mask=mask)
-    w = rng.standard_normal(np.shape(y))
-    dx = layer.backward(w)
-    grads = {v.path: np.array(v.grad) for v in layer.weights}
-
-    def loss():
-        return float(np.sum(w * layer.call(x, training=False, mask=mask)))
-
-    def numeric(arr):
-        g = np.zeros(arr.shape)
-        flat, gflat = arr.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + EPS
-            up = loss()
-            flat[i] = old - EPS
-            down = loss()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * EPS)
-        return g
-
-    assert layer.weights or check_input
-    for v in layer.weights:
-        np.testing.assert_allclose(grads[v.path], numeric(v.value), rtol=rtol, atol=atol,
-                                   err_msg=v.path)
-    if check_input:
-        np.testing.assert_allclose(dx, numeric(x), rtol=rtol, atol=atol, err_msg="dx")
-    return y
-
+from rnnfast.layers import Context
 
 def seq(B=3, T=5, I=4, seed=1):
     return np.random.default_rng(seed).standard_normal((B, T, I))
@@ -88,6 +53,36 @@ def test_recurrent_gradients_with_mask(cls, return_sequences):
     fd_check(layer, seq(), mask=mask)
 
 
+@pytest.mark.parametrize("cls", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_recurrent_state_outputs_and_initial_state_gradients(cls, return_sequences):
+    """return_state=True: gradients flow in through the state outputs too, and
+    out to the initial states (an encoder-decoder's wiring)."""
+    layer = getattr(layers, cls)(3, return_sequences=return_sequences, return_state=True, **F64)
+    x = seq()
+    rng = np.random.default_rng(4)
+    n = 2 if cls == "LSTM" else 1
+    states = [rng.standard_normal((3, 3)) for _ in range(n)]
+    fd_check(layer, x, kwargs={"initial_state": states}, check_kwargs=("initial_state",))
+    # An output nobody uses passes no gradient (None), as in a graph.
+    fd_check(layer, x, kwargs={"initial_state": states}, skip_outputs=(0,),
+             check_kwargs=("initial_state",), seed=1)
+    fd_check(layer, x, skip_outputs=tuple(range(1, n + 1)), seed=2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.Dense(3, activation="tanh", **F64),
+    lambda: layers.LSTM(3, return_sequences=True, **F64),
+    lambda: layers.GRU(3, **F64),
+    lambda: layers.Bidirectional(layers.SimpleRNN(2, return_sequences=True, **F64), **F64),
+    lambda: layers.TimeDistributed(layers.Dense(2, **F64), **F64),
+])
+def test_backward_accumulates_over_calls(make):
+    """Two calls of one layer (two contexts), then both backwards: the weight
+    gradients add up (a layer shared at two places in a model)."""
+    check_accumulates(make(), seq())
+
+
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_bidirectional_gradients(merge_mode, return_sequences):
@@ -116,14 +111,16 @@ def test_shape_layers_gradients(make):
         # finite differences cannot probe it (a nudge unmasks it).
         xm = x.copy()
         xm[0, 1] = 0.0
-        layer.forward(xm, training=True)
-        dx = layer.backward(np.ones_like(xm))
+        ctx = Context()
+        layer.forward(ctx, xm, training=True)
+        dx = layer.backward(ctx, np.ones_like(xm))
         assert np.all(dx[0, 1] == 0) and np.all(dx[0, 0] == 1)
     if isinstance(layer, layers.Dropout):
         # Training draws a mask; backward must use the same one.
-        y = layer.forward(x, training=True)
+        ctx = Context()
+        y = layer.forward(ctx, x, training=True)
         g = np.random.default_rng(3).standard_normal(y.shape)
-        dx = layer.backward(g)
+        dx = layer.backward(ctx, g)
         kept = y != 0
         np.testing.assert_allclose(dx[kept], g[kept] * 2.0)
         assert np.all(dx[~kept] == 0)
@@ -136,9 +133,11 @@ def test_shape_layers_gradients(make):
 def test_embedding_gradient_and_mask():
     layer = layers.Embedding(7, 3, mask_zero=True, **F64)
     ids = np.array([[1, 2, 0, 0], [3, 3, 6, 0]])
-    y = layer.forward(ids, training=True)
+    layer.maybe_build(ids.shape)
+    ctx = Context()
+    y = layer.forward(ctx, ids, training=True)
     g = np.random.default_rng(0).standard_normal(y.shape)
-    assert layer.backward(g) is None
+    assert layer.backward(ctx, g) is None
     expected = np.zeros((7, 3))
     for b in range(2):
         for t in range(4):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import rnnfast as keras
+from layer_harness import numeric_gradient
 from rnnfast import layers
+from rnnfast.layers import Context
 
 
 def generate_time_series(batch_size, n_steps, rng):
@@ -96,25 +98,9 @@ def test_seq2seq_program_with_user_metric(series):
     np.testing.assert_allclose(loss, np.mean((pred - Y[800:]) ** 2), rtol=1e-4)
 
 
-def numeric_model_grads(model, x, y, eps=1e-6):
-    def loss():
-        pred, mask = model._forward(x, training=False)
-        return model._loss_obj(y, pred, mask=mask) + model._regularization()
-
-    out = []
-    for v in model.trainable_weights:
-        g = np.zeros(v.shape)
-        flat, gflat = v.value.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = loss()
-            flat[i] = old - eps
-            down = loss()
-            flat[i] = old
-            gflat[i] = (up - down) / (2 * eps)
-        out.append(g)
-    return out
+def numeric_model_grads(model, x, y):
+    return [numeric_gradient(lambda: model.compute_loss(x, y), v.value)
+            for v in model.trainable_weights]
 
 
 def test_whole_model_gradients_match_finite_differences():
@@ -132,7 +118,7 @@ def test_whole_model_gradients_match_finite_differences():
         model.compile(loss="binary_crossentropy", optimizer="sgd")
         x = np.array([[1, 4, 2, 0, 0], [3, 3, 8, 7, 1], [5, 0, 0, 0, 0]])
         y = np.array([[1.0], [0.0], [1.0]])
-        _, _, _, pairs = model._compute_gradients(x, y)
+        _, _, pairs = model.compute_loss_and_gradients(x, y)
         assert all(v.dtype == np.float64 for v, _ in pairs)
         for (v, g), num in zip(pairs, numeric_model_grads(model, x, y)):
             np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=v.path)
@@ -157,13 +143,15 @@ def test_first_recurrent_layer_gradients_without_input_gradient(first):
         model.compile(loss="mse", optimizer="sgd")
         rng = np.random.default_rng(3)
         x, y = rng.standard_normal((4, 6, 3)), rng.standard_normal((4, 2))
-        _, _, _, pairs = model._compute_gradients(x, y)
+        _, _, pairs = model.compute_loss_and_gradients(x, y)
         for (v, g), num in zip(pairs, numeric_model_grads(model, x, y)):
             np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8, err_msg=v.path)
         saved = [g.copy() for _, g in pairs]
         for need, expect_dx in ((False, False), (True, True)):
-            pred, _ = model._forward(x, training=True)
-            dx = model.backward(2 * (pred - y) / y.size, need_input_grad=need)
+            ctx = Context()
+            model.zero_grad()
+            pred = model.forward(ctx, x, training=True)
+            dx = model.backward(ctx, 2 * (pred - y) / y.size, need_input_grad=need)
             assert (dx is not None) == expect_dx
             if expect_dx:
                 assert dx.shape == x.shape
@@ -188,7 +176,7 @@ def test_sequence_output_loss_is_masked():
         valid = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], bool)
         expected = np.mean(((pred - y)[..., 0])[valid] ** 2)
         np.testing.assert_allclose(model.evaluate(x, y, verbose=0), expected, rtol=1e-10)
-        _, _, _, pairs = model._compute_gradients(x, y)
+        _, _, pairs = model.compute_loss_and_gradients(x, y)
         for (v, g), num in zip(pairs, numeric_model_grads(model, x, y)):
             np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-9, err_msg=v.path)
     finally:
@@ -323,7 +311,7 @@ def test_sgd_step_applies_the_gradient():
         model.compile(loss="mse", optimizer=keras.optimizers.SGD(learning_rate=0.1))
         rng = np.random.default_rng(0)
         x, y = rng.standard_normal((5, 4, 2)), rng.standard_normal((5, 1))
-        _, _, _, pairs = model._compute_gradients(x, y)
+        _, _, pairs = model.compute_loss_and_gradients(x, y)
         lr = float(np.float32(0.1))  # Keras keeps the learning rate in float32
         expected = [v.value - lr * g for v, g in pairs]
         model.train_on_batch(x, y)

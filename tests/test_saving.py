@@ -110,10 +110,10 @@ def test_interrupted_save_leaves_the_previous_file(tmp_path, monkeypatch):
         f.write(b"partial data")
         raise KeyboardInterrupt  # Ctrl-C in the middle of writing
 
-    from rnnfast import models
+    from rnnfast import _io
 
-    real = models._atomic_write
-    monkeypatch.setattr(models, "_atomic_write", lambda p, write: real(p, broken))
+    real = _io.atomic_write
+    monkeypatch.setattr(_io, "atomic_write", lambda p, write: real(p, broken))
     with pytest.raises(KeyboardInterrupt):
         model.save(path)
     assert path.read_bytes() == before
@@ -194,8 +194,9 @@ def corrupt_cases(good):
                           "holds Python objects; refused"),
         "forged config": (rewrite(good, {"config.json": json.dumps(huge)}),
                           "needs more weights than the file holds"),
+        # A .keras zip is read as one (by content, whatever its name).
         "keras file": (rewrite(good, {"model.weights.npz": None, "model.weights.h5": b"x"}),
-                       "is a Keras .keras file; read it with rnnfast.interop.from_keras"),
+                       "model.weights.h5 is not a readable HDF5 file"),
     }
 
 

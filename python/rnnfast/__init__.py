@@ -45,9 +45,10 @@ def build_info() -> dict:
 
 _SUBMODULES = ("activations", "backend", "callbacks", "constraints", "initializers", "interop",
                "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
-               "utils")
+               "trainers", "utils")
 # Top-level names of Keras 3 and where they live.
-_ALIASES = {"Sequential": ("models", "Sequential"), "Input": ("layers", "Input"),
+_ALIASES = {"Sequential": ("models", "Sequential"), "Model": ("models", "Model"),
+            "Input": ("layers", "Input"),
             "Layer": ("layers", "Layer"), "Variable": ("layers", "Variable"),
             "InputLayer": ("layers", "InputLayer")}
 

@@ -11,6 +11,7 @@ dict (Keras 2 files), a string name, an instance or a callable."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping
 
 _custom_objects: dict = {}
@@ -32,6 +33,13 @@ def serialize_object(obj: Any, module: str) -> Any:
         return name
     return {"module": module, "class_name": type(obj).__name__, "config": get_config(),
             "registered_name": None}
+
+
+def _takes_custom_objects(fn) -> bool:
+    try:
+        return "custom_objects" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def deserialize_object(identifier: Any, module_objects: Mapping[str, Any], kind: str,
@@ -58,6 +66,8 @@ def deserialize_object(identifier: Any, module_objects: Mapping[str, Any], kind:
             raise ValueError(f"unknown {kind} {name!r}; known: {sorted(module_objects)}")
         if isinstance(cls, type):
             from_config: Callable = getattr(cls, "from_config", None) or cls
+            if custom_objects and _takes_custom_objects(from_config):
+                return from_config(config, custom_objects=custom_objects)
             return from_config(config)
         return cls
     if isinstance(identifier, str):

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from ._config import floatx, set_floatx
-from .layers.layer import reset_names
+from ._naming import clear_session
 
 
 def backend() -> str:
     return "rnnfast"
-
-
-def clear_session(free_memory=True) -> None:
-    """Resets automatic layer and model names (lstm, lstm_1, ...)."""
-    reset_names()
 
 
 def epsilon() -> float:

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _rng, _serialization
+from ._naming import to_snake_case
 
 __all__ = [
     "ALL_OBJECTS_DICT", "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform",
@@ -452,20 +453,13 @@ orthogonal = Orthogonal
 
 # --------------------------------------------------------------------------- lookup
 
-def _snake(name: str) -> str:
-    import re
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 _CLASSES = (Initializer, Constant, Identity, Ones, Zeros, GlorotNormal, GlorotUniform,
             HeNormal, HeUniform, LecunNormal, LecunUniform, RandomNormal, TruncatedNormal,
             RandomUniform, VarianceScaling, Orthogonal)
 
 #: Name -> class, as ``keras.initializers`` resolves strings and class names.
 ALL_OBJECTS_DICT: dict = {cls.__name__: cls for cls in _CLASSES}
-ALL_OBJECTS_DICT.update({_snake(cls.__name__): cls for cls in _CLASSES})
+ALL_OBJECTS_DICT.update({to_snake_case(cls.__name__): cls for cls in _CLASSES})
 ALL_OBJECTS_DICT.update({
     "uniform": RandomUniform, "normal": RandomNormal, "one": Ones, "zero": Zeros,
     # Class names of earlier Keras 3 releases (and their snake-case forms).

@@ -58,13 +58,13 @@ the probabilities to sum to 1 for the categorical ones).
 from __future__ import annotations
 
 import inspect
-import re
 import warnings
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from . import _serialization
+from ._naming import to_snake_case
 
 __all__ = [
     "ALL_OBJECTS_DICT", "BinaryCrossentropy", "CategoricalCrossentropy", "CategoricalHinge",
@@ -87,10 +87,6 @@ _REDUCTIONS = ("sum_over_batch_size", "sum", None, "none", "mean", "mean_with_sa
 
 # --------------------------------------------------------------------------- helpers
 
-def _to_snake_case(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def standardize_reduction(reduction):
@@ -662,7 +658,7 @@ class Loss:
     give the exact derivative."""
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
-        self.name = name or _to_snake_case(type(self).__name__)
+        self.name = name or to_snake_case(type(self).__name__)
         self.reduction = standardize_reduction(reduction)
         self._dtype = dtype or "float32"
 

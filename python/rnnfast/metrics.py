@@ -24,12 +24,12 @@ shape-dependent choice ``compile(metrics=["accuracy"])`` makes is
 from __future__ import annotations
 
 import inspect
-import re
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import _serialization
+from ._naming import to_snake_case
 from . import losses as _losses
 from .losses import (binary_crossentropy, categorical_crossentropy, categorical_hinge, hinge,
                      huber, kl_divergence, kld, kullback_leibler_divergence, log_cosh, logcosh,
@@ -58,10 +58,6 @@ __all__ = [
 _MODULE = "keras.metrics"
 
 
-def _to_snake_case(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 # --------------------------------------------------------------------------- functions
@@ -215,7 +211,7 @@ class Metric:
     returns the result."""
 
     def __init__(self, dtype=None, name=None):
-        self.name = name or _to_snake_case(type(self).__name__)
+        self.name = name or to_snake_case(type(self).__name__)
         self._dtype = dtype or "float32"
         self._direction = None
 
@@ -597,7 +593,7 @@ _CLASSES = (Metric, Mean, Sum, MeanMetricWrapper, MeanSquaredError, RootMeanSqua
             TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy)
 
 ALL_OBJECTS_DICT: dict = {cls.__name__: cls for cls in _CLASSES}
-ALL_OBJECTS_DICT.update({_to_snake_case(cls.__name__): cls for cls in _CLASSES})
+ALL_OBJECTS_DICT.update({to_snake_case(cls.__name__): cls for cls in _CLASSES})
 ALL_OBJECTS_DICT.update({
     "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
     "mse": MeanSquaredError, "MSE": MeanSquaredError,
@@ -674,14 +670,14 @@ def _loss_kind(loss):
     if loss is None:
         return None
     if isinstance(loss, str):
-        key = _to_snake_case(loss) if loss[:1].isupper() else loss
+        key = to_snake_case(loss) if loss[:1].isupper() else loss
         key = {"bce": "binary_crossentropy"}.get(key.lower(), key)
     else:
         key = getattr(loss, "__name__", None) or type(loss).__name__
         fn = getattr(loss, "fn", None)
         if fn is not None and getattr(fn, "__name__", None):
             key = fn.__name__
-        key = _to_snake_case(key) if key[:1].isupper() else key
+        key = to_snake_case(key) if key[:1].isupper() else key
     if key in ("binary_crossentropy", "binary_focal_crossentropy"):
         return "binary"
     if key == "sparse_categorical_crossentropy":

@@ -32,7 +32,7 @@ import zipfile
 
 import numpy as np
 
-from . import _rng
+from . import _io, _rng
 from .layers import layer as layer_module
 
 FORMAT = "rnnfast.model"
@@ -41,6 +41,28 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_ARRAYS = 1_000_000
 
 _REQUIRED = ("metadata.json", "config.json", "model.weights.npz")
+MODEL_CLASSES = ("Sequential", "Functional")
+
+
+def _file_kind(path):
+    """"rnnfast", "keras" (a .keras zip) or "h5" (HDF5), by content."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}")
+    if os.path.isdir(path):
+        raise FormatError(f"{path} is a directory, not a model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "h5"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "rnnfast"  # _open reports the damage
+        if "model.weights.h5" in names and "model.weights.npz" not in names:
+            return "keras"
+    return "rnnfast"
 
 
 class FormatError(ValueError):
@@ -49,7 +71,7 @@ class FormatError(ValueError):
 
 # ---- writing ---------------------------------------------------------------------------
 
-def _npz_bytes(arrays) -> bytes:
+def npz_bytes(arrays) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for name, arr in arrays:
@@ -82,16 +104,21 @@ def _all_layers(model):
 
 
 def write_atomically(path, data: bytes) -> None:
-    from .models import _atomic_write
-
-    _atomic_write(path, lambda f: f.write(data))
+    _io.write_bytes_atomically(path, data)
 
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
-    """Writes `model` to `filepath` (see the module docstring for the format)."""
+    """Writes `model` to `filepath`: Keras 3's format for a ``.keras`` name
+    (``keras.models.load_model`` reads it), rnnfast's own otherwise (see the
+    module docstring)."""
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"{filepath} exists and overwrite=False")
+    if filepath.endswith(".keras"):
+        from .interop import _keras_format
+
+        _keras_format.to_keras(model, filepath, include_optimizer=include_optimizer)
+        return
     if not model.built:
         raise ValueError("save(): the model is not built yet; call it on data or build() it first")
     weights = model.weights
@@ -113,10 +140,10 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("metadata.json", json.dumps(metadata, indent=2), zipfile.ZIP_DEFLATED)
         zf.writestr("config.json", json.dumps(config, indent=2), zipfile.ZIP_DEFLATED)
-        zf.writestr("model.weights.npz", _npz_bytes((f"w{i:04d}", v.value) for i, v in
+        zf.writestr("model.weights.npz", npz_bytes((f"w{i:04d}", v.value) for i, v in
                                                      enumerate(weights)), zipfile.ZIP_STORED)
         if opt_state:
-            zf.writestr("optimizer.npz", _npz_bytes((f"s{i:04d}", a) for i, a in enumerate(opt_state)),
+            zf.writestr("optimizer.npz", npz_bytes((f"s{i:04d}", a) for i, a in enumerate(opt_state)),
                         zipfile.ZIP_STORED)
     write_atomically(filepath, buf.getvalue())
 
@@ -213,10 +240,17 @@ def _member_bytes(zf, name, path):
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    """Reads a model written by ``model.save`` (or ``save_model``)."""
-    from .models import Sequential
+    """Reads a model file, told apart by content: rnnfast's own (``model.save``
+    to any name but ``.keras``), a Keras 3 ``.keras`` file or a legacy Keras
+    ``.h5`` file (read through ``rnnfast.interop``; needs h5py)."""
+    from .layers import registry
 
     path = os.fspath(filepath)
+    kind = _file_kind(path)
+    if kind in ("keras", "h5"):
+        from .interop import _keras_format
+
+        return _keras_format.from_keras(path, compile=compile, custom_objects=custom_objects)
     try:
         with _open(path) as zf:
             metadata = _read_json(zf, "metadata.json", path)
@@ -237,14 +271,15 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if not isinstance(names, list):
         raise FormatError(f"{path}: metadata.json lists no weights")
     weights = read_npz(weight_data, f"{path}: model.weights.npz", expected=len(names))
-    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        raise FormatError(f"{path}: config.json holds no Sequential model")
+    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
+        raise FormatError(f"{path}: config.json holds no Sequential or functional model")
     # Building may not allocate more than the file's weights: a forged config
     # cannot make the loader allocate unbounded memory.
     budget = sum(a.nbytes for _, a in weights)
     try:
         with layer_module.allocation_budget(budget * 2 + 1024):
-            model = Sequential.from_config(config["config"], custom_objects=custom_objects)
+            model = registry.LAYERS[config["class_name"]].from_config(
+                config["config"], custom_objects=custom_objects)
     except layer_module.BudgetExceeded as e:
         raise FormatError(f"{path}: the architecture needs more weights than the file holds ({e})") \
             from None

@@ -37,7 +37,9 @@ import zlib
 
 import numpy as np
 
-from ..layers import LAYERS
+from .._naming import to_snake_case
+from ..layers import registry
+from ..layers.registry import LAYERS
 from ..layers import layer as layer_module
 from ..layers.rnn.base import RNN
 from ..layers.rnn.bidirectional import Bidirectional
@@ -58,13 +60,15 @@ KERAS_FORMAT_VERSION = "3.15.1"
 
 # Keras classes that hold Python code in the file.
 _CODE_CLASSES = ("Lambda", "__lambda__", "TFOpLambda", "SlicingOpLambda")
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU", "RNN", "SimpleRNNCell", "LSTMCell", "GRUCell")
 
 
 # ---- reading ---------------------------------------------------------------------------
 
-def from_keras(path_or_model, *, compile=True):
-    """An rnnfast Sequential from a Keras model file or a live Keras model.
+def from_keras(path_or_model, *, compile=True, custom_objects=None):
+    """An rnnfast model (Sequential or functional) from a Keras model file or a
+    live Keras model.
 
     ``path_or_model``: a Keras 3 ``.keras`` file, a legacy Keras 2 ``.h5``
     file (``model.save("x.h5")``; recognised by content, not by name), or a
@@ -88,13 +92,13 @@ def from_keras(path_or_model, *, compile=True):
         with open(path, "rb") as f:
             head = f.read(8)
         if head.startswith(b"PK"):
-            return _read_keras_zip(path, compile)
+            return _read_keras_zip(path, compile, custom_objects)
         if head == H5_MAGIC:
-            return _read_legacy_h5(path, compile)
+            return _read_legacy_h5(path, compile, custom_objects)
         raise FormatError(f"{path} is neither a Keras .keras file (a zip archive) nor a legacy "
                           f"Keras .h5 file (HDF5): the file is corrupted or of another kind")
     if hasattr(path_or_model, "get_config") and hasattr(path_or_model, "get_weights"):
-        return _from_keras_object(path_or_model, compile)
+        return _from_keras_object(path_or_model, compile, custom_objects)
     raise TypeError(f"from_keras takes a path to a .keras or .h5 file or a Keras model, got "
                     f"{type(path_or_model).__name__}")
 
@@ -124,12 +128,19 @@ def _parse_json(raw, what):
         raise FormatError(f"{what} is not valid JSON ({e})") from None
 
 
-def _check_no_code(obj, where, trail="config"):
+def _check_no_code(obj, where, trail="config", custom_objects=None):
     """Refuses whatever would mean running code from the file: Keras Lambda
-    layers and functions, and custom (non-Keras) classes or functions."""
+    layers and functions, and custom (non-Keras) classes or functions, unless
+    the caller supplies them by name in custom_objects (then nothing from the
+    file runs: the caller's own object is used)."""
+    custom = custom_objects or {}
     if isinstance(obj, dict):
         cls = obj.get("class_name")
         if isinstance(cls, str):
+            if cls == "Lambda" and _named_function(obj, custom):
+                return
+            if cls in custom:
+                return
             if cls in _CODE_CLASSES:
                 raise ConversionError(f"{where}: {trail} is a Keras {cls}, Python code stored in "
                                       f"the file; rnnfast never runs code from a file and cannot "
@@ -141,10 +152,18 @@ def _check_no_code(obj, where, trail="config"):
                                       f"{module!r}); rnnfast loads only Keras's built-in layers "
                                       f"and functions")
         for key, value in obj.items():
-            _check_no_code(value, where, f"{trail}.{key}")
+            _check_no_code(value, where, f"{trail}.{key}", custom)
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
-            _check_no_code(value, where, f"{trail}[{i}]")
+            _check_no_code(value, where, f"{trail}[{i}]", custom)
+
+
+def _named_function(lambda_config, custom):
+    """Whether a Lambda's function is named in the file and given by the caller."""
+    fn = (lambda_config.get("config") or {}).get("function")
+    if isinstance(fn, dict) and fn.get("class_name") == "function":
+        fn = fn.get("config")
+    return isinstance(fn, str) and fn in custom
 
 
 def _check_layer(layer_config, where, trail):
@@ -161,11 +180,16 @@ def _check_layer(layer_config, where, trail):
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), (dict, list)):
             _check_layer(config[key], where, f"{trail}.{key}")
+    if cls in _MODEL_CLASSES:
+        for i, inner in enumerate(_layer_list(config, where)):
+            _check_layer(inner, where, f"{trail}.layers[{i}]")
 
 
 def _adapt_layer(layer_config, where, keras_major):
     """Keras 2 spellings that rnnfast's (Keras 3) layers do not take."""
     cls = layer_config["class_name"]
+    if cls == "Model":  # Keras 2's name of a functional model nested as a layer
+        cls = layer_config["class_name"] = "Functional"
     config = layer_config.setdefault("config", {})
     if cls in _RECURRENT:
         if config.pop("time_major", False):
@@ -179,43 +203,48 @@ def _adapt_layer(layer_config, where, keras_major):
     for key in ("layer", "backward_layer", "cell"):
         if isinstance(config.get(key), dict):
             _adapt_layer(config[key], where, keras_major)
+    if cls in _MODEL_CLASSES:
+        for inner in config.get("layers", []):
+            _adapt_layer(inner, where, keras_major)
 
 
-def _build_model(model_config, where, budget, keras_major):
-    """A built rnnfast Sequential from a Keras model config (checked first)."""
-    from ..models import Sequential
+def _layer_list(config, where):
+    layers = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(layers, list):
+        raise FormatError(f"{where}: a model config lists no layers")
+    return layers
 
+
+def _build_model(model_config, where, budget, keras_major, custom_objects=None):
+    """A built rnnfast model (Sequential or functional) from a Keras model
+    config, checked first: no code, only layers rnnfast implements."""
     if not isinstance(model_config, dict) or not isinstance(model_config.get("class_name"), str):
         raise FormatError(f"{where}: the model config is not a Keras model config")
-    _check_no_code(model_config, where)
+    _check_no_code(model_config, where, custom_objects=custom_objects)
     cls = model_config["class_name"]
-    if cls in ("Functional", "Model"):
-        raise ConversionError(f"{where} holds a functional Keras model; rnnfast builds Sequential "
-                              f"models only")
-    if cls != "Sequential":
-        raise ConversionError(f"{where} holds a Keras {cls!r} model; rnnfast reads Sequential "
-                              f"models only")
+    if cls not in _MODEL_CLASSES:
+        raise ConversionError(f"{where} holds a Keras {cls!r} model (a subclassed model?); rnnfast "
+                              f"reads Sequential and functional models")
     inner = model_config.get("config")
     if isinstance(inner, list):  # Keras 2.1 and older wrote the layer list itself
         inner = {"layers": inner}
-    if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
-        raise FormatError(f"{where}: the Sequential config lists no layers")
     inner = copy.deepcopy(inner)
-    for i, layer_config in enumerate(inner["layers"]):
+    for i, layer_config in enumerate(_layer_list(inner, where)):
         _check_layer(layer_config, where, f"layer {i}")
         _adapt_layer(layer_config, where, keras_major)
+    model_class = registry.get_class("Sequential" if cls == "Sequential" else "Functional")
     try:
         if budget is None:
-            model = Sequential.from_config(inner)
+            model = model_class.from_config(inner, custom_objects=custom_objects)
         else:
             with layer_module.allocation_budget(budget):
-                model = Sequential.from_config(inner)
+                model = model_class.from_config(inner, custom_objects=custom_objects)
     except layer_module.BudgetExceeded as e:
         raise FormatError(f"{where}: the config declares more weights than the file can hold "
                           f"({e}); the file is corrupted or forged") from None
     except ConversionError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise ConversionError(f"{where}: rnnfast cannot build this model from its config: {e}") \
             from None
     if not model.built:
@@ -258,7 +287,7 @@ def _zip_json(zf, name, path, archive_size):
     return _parse_json(_zip_member(zf, name, path, archive_size), f"{path}: {name}")
 
 
-def _read_keras_zip(path, compile):
+def _read_keras_zip(path, compile, custom_objects=None):
     size = os.path.getsize(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -277,7 +306,7 @@ def _read_keras_zip(path, compile):
                           f"archive: {e})") from None
     version = metadata.get("keras_version") if isinstance(metadata, dict) else None
     model = _build_model(config, path, 2 * len(weights) + BUDGET_SLACK,
-                         _major_version(version, path))
+                         _major_version(version, path), custom_objects)
     h5py = require_h5py()
     try:
         h5 = h5py.File(io.BytesIO(weights), "r")
@@ -312,22 +341,33 @@ def _explain_missing(zf, names, path, size):
     raise FormatError(f"{path} is not a Keras .keras file: the archive lacks {missing}")
 
 
-def keras_snake_case(name):
-    """Keras 3's naming.to_snake_case (SimpleRNN -> simple_rnn)."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 def _saving_walk(model):
-    """(HDF5 path, layer) pairs as Keras 3's saving walks a Sequential: the
-    model at the root, its layers under layers/<snake_case class name> (with
-    _1, _2, ... for repeats), then each wrapper's sublayers under the
-    attribute that holds them."""
-    out = [("", model)]
-    used = {}
+    """(HDF5 path, layer) pairs as Keras 3's saving walks a model: the model at
+    the root, its layers under layers/<snake_case class name> (with _1, _2,
+    ... for repeats; a functional model's Input layers included), then each
+    wrapper's sublayers under the attribute that holds them, and a nested
+    model's layers under its own layers/."""
+    out = []
+
+    def walk_model(m, prefix):
+        out.append((prefix, m))
+        used = {}
+        layers = m.layers
+        if type(m).__name__ == "Functional":
+            layers = [layer for layer in m._layers]
+        for layer in layers:
+            name = to_snake_case(type(layer).__name__)
+            if name in used:
+                used[name] += 1
+                name = f"{name}_{used[name]}"
+            else:
+                used[name] = 0
+            walk(layer, f"{prefix}/layers/{name}" if prefix else f"layers/{name}")
 
     def walk(layer, path):
+        if type(layer).__name__ in ("Sequential", "Functional"):
+            walk_model(layer, path)
+            return
         out.append((path, layer))
         if isinstance(layer, RNN):
             walk(layer.cell, path + "/cell")
@@ -337,14 +377,7 @@ def _saving_walk(model):
         elif isinstance(layer, TimeDistributed):
             walk(layer.layer, path + "/layer")
 
-    for layer in model.layers:
-        name = keras_snake_case(type(layer).__name__)
-        if name in used:
-            used[name] += 1
-            name = f"{name}_{used[name]}"
-        else:
-            used[name] = 0
-        walk(layer, "layers/" + name)
+    walk_model(model, "")
     return out
 
 
@@ -479,7 +512,7 @@ def _names(obj, name, where):
     return [_text(v, f"{where}: attribute {name}") for v in np.asarray(value).reshape(-1)]
 
 
-def _read_legacy_h5(path, compile):
+def _read_legacy_h5(path, compile, custom_objects=None):
     h5py = require_h5py()
     size = os.path.getsize(path)
     try:
@@ -489,12 +522,12 @@ def _read_legacy_h5(path, compile):
             from None
     try:
         with h5:
-            return _legacy_model(h5py, h5, path, size, compile)
+            return _legacy_model(h5py, h5, path, size, compile, custom_objects)
     except (OSError, KeyError, RuntimeError, UnicodeError) as e:
         raise FormatError(f"{path} is corrupted ({e})") from None
 
 
-def _legacy_model(h5py, h5, path, size, compile):
+def _legacy_model(h5py, h5, path, size, compile, custom_objects=None):
     raw = _attr(h5, "model_config", path)
     if raw is None:
         if "layer_names" in h5.attrs or "model_weights" not in h5:
@@ -507,7 +540,7 @@ def _legacy_model(h5py, h5, path, size, compile):
         version = config.get("keras_version")
     major = _major_version(None if version is None else _text(version, f"{path}: keras_version"),
                            path)
-    model = _build_model(config, path, 2 * size + BUDGET_SLACK, major)
+    model = _build_model(config, path, 2 * size + BUDGET_SLACK, major, custom_objects)
     group = _h5_get(h5py, h5, "model_weights", path)
     if not isinstance(group, h5py.Group):
         raise FormatError(f"{path} has no model_weights group")
@@ -570,12 +603,13 @@ def _compile_config_of(training, where):
 
 # -- live Keras models ---------------------------------------------------------------------
 
-def _from_keras_object(keras_model, compile):
+def _from_keras_object(keras_model, compile, custom_objects=None):
     what = f"Keras model {getattr(keras_model, 'name', '')!r}"
     package = sys.modules.get(type(keras_model).__module__.split(".")[0])
     model = _build_model({"class_name": type(keras_model).__name__,
                           "config": keras_model.get_config()}, what, None,
-                         _major_version(getattr(package, "__version__", None), what))
+                         _major_version(getattr(package, "__version__", None), what),
+                         custom_objects)
     try:
         model.set_weights(keras_model.get_weights())
     except ValueError as e:
@@ -589,8 +623,9 @@ def _from_keras_object(keras_model, compile):
 # ---- writing ---------------------------------------------------------------------------
 
 def to_keras(model, path, *, include_optimizer=True):
-    """Writes `model` (a built rnnfast Sequential) to `path` as a Keras 3
-    ``.keras`` file, which ``keras.models.load_model`` reads.
+    """Writes `model` (a built rnnfast Sequential or functional model) to
+    `path` as a Keras 3 ``.keras`` file, which ``keras.models.load_model``
+    reads.
 
     ``include_optimizer``: for a compiled model, also write the loss,
     metrics and optimizer settings, and the optimizer's state, so that Keras
@@ -599,10 +634,8 @@ def to_keras(model, path, *, include_optimizer=True):
     The file is written atomically (a temporary file beside the target, then
     renamed over it). Needs h5py.
     """
-    from ..models import Sequential
-
-    if not isinstance(model, Sequential):
-        raise TypeError(f"to_keras writes rnnfast Sequential models, got "
+    if type(model).__name__ not in ("Sequential", "Functional"):
+        raise TypeError(f"to_keras writes rnnfast Sequential and functional models, got "
                         f"{type(model).__name__}")
     if not model.built:
         raise ValueError("to_keras: the model is not built yet; call it on data or build() it "
@@ -612,8 +645,14 @@ def to_keras(model, path, *, include_optimizer=True):
         raise ValueError(f"to_keras writes a .keras file, and Keras 3 loads only files named "
                          f"*.keras; got {path!r}")
     h5py = require_h5py()
-    config = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
-              "registered_name": None, "build_config": {"input_shape": list(model.input_shape)}}
+    if type(model).__name__ == "Sequential":
+        config = {"module": "keras", "class_name": "Sequential", "config": model.get_config(),
+                  "registered_name": None,
+                  "build_config": {"input_shape": list(model.input_shape)}}
+    else:
+        config = {"module": "keras.src.models.functional", "class_name": "Functional",
+                  "config": model.get_config(), "registered_name": "Functional",
+                  "build_config": {"input_shape": None}}
     optimizer_state = None
     config["compile_config"] = {}  # as Keras 3.15 writes for an uncompiled model
     if include_optimizer and model.compiled:

@@ -10,6 +10,7 @@ from .. import constraints as constraints_module
 from .. import initializers as initializers_module
 from .. import regularizers as regularizers_module
 from .layer import Layer, as_float
+from .registry import register
 
 
 def _serialize(module, obj):
@@ -28,6 +29,7 @@ def apply_activation_backward(act, z, y, dy):
     return backward(z, y, dy)
 
 
+@register
 class Dense(Layer):
     """Densely connected layer on the last axis of inputs of any rank."""
 
@@ -68,7 +70,7 @@ class Dense(Layer):
                                         constraint=self.bias_constraint)
         self.built = True
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         if x.shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"Dense '{self.name}' expects inputs with {self.kernel.shape[0]} "
@@ -80,19 +82,26 @@ class Dense(Layer):
             z += self.bias.value
         y = z if self.activation is activations_module.linear else self.activation(z)
         if training:
-            self._cache = (x2, z, y, x.shape)
+            ctx.saved = (x2, z, y, x.shape)
         return y.reshape(x.shape[:-1] + (self.units,))
 
-    def backward(self, grad):
-        x2, z, y, shape = self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        x2, z, y, shape = ctx.saved
         dz = apply_activation_backward(self.activation, z, y, grad.reshape(-1, self.units))
         dz = np.asarray(dz, dtype=x2.dtype)
-        self.kernel.grad = _core.matmul(x2, dz, trans_a=True)
-        if self.bias is not None:
-            self.bias.grad = dz.sum(axis=0)
+        if self.trainable:
+            self.kernel.add_grad(_core.matmul(x2, dz, trans_a=True))
+            if self.bias is not None:
+                self.bias.add_grad(dz.sum(axis=0))
+        if not need_input_grad:
+            return None
         return _core.matmul(dz, self.kernel.value, trans_b=True).reshape(shape)
 
     def compute_output_shape(self, input_shape):
+        if self.built and input_shape[-1] is not None and input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"Dense '{self.name}' was built for inputs with "
+                             f"{self.kernel.shape[0]} features on the last axis, got shape "
+                             f"{tuple(input_shape)}")
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
@@ -108,6 +117,7 @@ class Dense(Layer):
                 "bias_constraint": _serialize(constraints_module, self.bias_constraint)}
 
 
+@register
 class Activation(Layer):
     supports_masking = True
 
@@ -115,21 +125,24 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = activations_module.get(activation)
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         y = self.activation(x)
         if training:
-            self._cache = (x, y)
+            ctx.saved = (x, y)
         return y
 
-    def backward(self, grad):
-        x, y = self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        x, y = ctx.saved
         return apply_activation_backward(self.activation, x, y, grad)
 
     def get_config(self):
         return {**super().get_config(), "activation": activations_module.serialize(self.activation)}
 
 
+@register
 class Dropout(Layer):
     """Zeroes a fraction `rate` of the inputs while training, scaling the rest by 1/(1-rate)."""
 
@@ -144,10 +157,10 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = None if seed is None else np.random.default_rng(seed)
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         if not training or self.rate == 0:
-            self._cache = None
+            ctx.saved = None
             return x
         shape = x.shape
         if self.noise_shape is not None:
@@ -155,30 +168,33 @@ class Dropout(Layer):
         rng = self._rng or _rng.global_rng()
         keep = (rng.random(shape) >= self.rate).astype(x.dtype)
         scale = keep / x.dtype.type(1.0 - self.rate) if self.rate < 1 else keep
-        self._cache = scale
+        ctx.saved = scale
         return x * scale
 
-    def backward(self, grad):
-        return grad if self._cache is None else grad * self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return grad if ctx.saved is None else grad * ctx.saved
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape)}
 
 
+@register
 class Flatten(Layer):
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.data_format = data_format
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         if training:
-            self._cache = x.shape
+            ctx.saved = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad):
-        return grad.reshape(self._cache)
+    def backward(self, ctx, grad, need_input_grad=True):
+        return grad.reshape(ctx.saved) if need_input_grad else None
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
@@ -189,6 +205,7 @@ class Flatten(Layer):
         return {**super().get_config(), "data_format": self.data_format}
 
 
+@register
 class RepeatVector(Layer):
     """[batch, features] -> [batch, n, features]."""
 
@@ -198,22 +215,26 @@ class RepeatVector(Layer):
             raise ValueError(f"RepeatVector: n must be a positive integer, got {n!r}")
         self.n = int(n)
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         if x.ndim != 2:
             raise ValueError(f"RepeatVector expects inputs of shape (batch, features), got {x.shape}")
         return np.repeat(x[:, None, :], self.n, axis=1)
 
-    def backward(self, grad):
-        return grad.sum(axis=1)
+    def backward(self, ctx, grad, need_input_grad=True):
+        return grad.sum(axis=1) if need_input_grad else None
 
     def compute_output_shape(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"RepeatVector expects inputs of shape (batch, features), got "
+                             f"{tuple(input_shape)}")
         return (input_shape[0], self.n, input_shape[1])
 
     def get_config(self):
         return {**super().get_config(), "n": self.n}
 
 
+@register
 class Masking(Layer):
     """Masks time steps whose features all equal mask_value (and zeroes them)."""
 
@@ -226,15 +247,15 @@ class Masking(Layer):
     def compute_mask(self, inputs, mask=None):
         return np.any(np.asarray(inputs) != self.mask_value, axis=-1)
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = as_float(inputs, self.compute_dtype)
         keep = np.any(x != self.mask_value, axis=-1, keepdims=True)
         if training:
-            self._cache = keep
+            ctx.saved = keep
         return x * keep
 
-    def backward(self, grad):
-        return grad * self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        return grad * ctx.saved if need_input_grad else None
 
     def get_config(self):
         return {**super().get_config(), "mask_value": self.mask_value}

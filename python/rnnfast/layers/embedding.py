@@ -8,9 +8,13 @@ from .. import constraints as constraints_module
 from .. import initializers as initializers_module
 from .. import regularizers as regularizers_module
 from .layer import Layer
+from .registry import register
 
 
+@register
 class Embedding(Layer):
+    accepts_integer_inputs = True
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
                  weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
@@ -56,17 +60,18 @@ class Embedding(Layer):
                              f"(input_dim={self.input_dim})")
         return ids
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         ids = self._indices(inputs)
         if training:
-            self._cache = ids
+            ctx.saved = ids
         return self.embeddings.value[ids]
 
-    def backward(self, grad):
-        ids = self._cache
-        g = np.zeros_like(self.embeddings.value)
-        np.add.at(g, ids.reshape(-1), grad.reshape(-1, self.output_dim))
-        self.embeddings.grad = g
+    def backward(self, ctx, grad, need_input_grad=True):
+        if self.trainable:
+            ids = ctx.saved
+            g = np.zeros_like(self.embeddings.value)
+            np.add.at(g, ids.reshape(-1), grad.reshape(-1, self.output_dim))
+            self.embeddings.add_grad(g)
         return None  # indices have no gradient
 
     def compute_mask(self, inputs, mask=None):

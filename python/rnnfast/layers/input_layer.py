@@ -1,10 +1,16 @@
-"""Input and InputLayer: declare a model's input shape (Keras 3)."""
+"""Input and InputLayer: a model's entry points (Keras 3)."""
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import _config
 from .layer import Layer, normalize_shape
+from .node import KerasTensor, Node
+from .registry import register
 
 
+@register
 class InputLayer(Layer):
     def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None,
                  input_tensor=None, optional=False, name=None, ragged=None, **kwargs):
@@ -16,6 +22,10 @@ class InputLayer(Layer):
         super().__init__(name=name, **kwargs)
         if sparse or ragged:
             raise ValueError("InputLayer: sparse and ragged inputs are not supported by rnnfast")
+        if optional:
+            raise ValueError("InputLayer: optional inputs are not supported by rnnfast")
+        if input_tensor is not None:
+            raise ValueError("InputLayer: input_tensor is not supported by rnnfast")
         if batch_shape is None:
             batch_shape = batch_input_shape
         if batch_shape is None:
@@ -25,35 +35,24 @@ class InputLayer(Layer):
             batch_shape = (batch_size,) + normalize_shape(shape)
         self.batch_shape = normalize_shape(batch_shape)
         # Integer inputs (token ids for an Embedding) are passed through as they are.
-        self.input_dtype = dtype or "float32"
+        self.input_dtype = str(np.dtype(dtype or _config.floatx()))
+        self.output_dtype = self.input_dtype
         self.built = True
+        self.output = KerasTensor(self.batch_shape, self.input_dtype, name=self.name)
+        Node(self, [], {}, self.output)
 
-    def call(self, inputs, training=False, mask=None):
+    def forward(self, ctx, inputs, training=False, mask=None):
         return inputs
 
-    def backward(self, grad):
-        return grad
+    def backward(self, ctx, grad, need_input_grad=True):
+        return grad if need_input_grad else None
 
     def compute_output_shape(self, input_shape):
         return self.batch_shape
 
     def get_config(self):
         return {"batch_shape": list(self.batch_shape), "dtype": self.input_dtype, "sparse": False,
-                "ragged": False, "optional": False, "name": self.name}
-
-
-class KerasTensor:
-    """What Input() returns: a placeholder carrying the input's shape, which
-    Sequential turns back into its InputLayer."""
-
-    def __init__(self, layer: InputLayer):
-        self._input_layer = layer
-        self.shape = layer.batch_shape
-        self.dtype = layer.input_dtype
-        self.name = layer.name
-
-    def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+                "ragged": False, "name": self.name, "optional": False}
 
 
 def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None, name=None,
@@ -61,4 +60,4 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
     """A symbolic model input of the given shape (batch axis excluded)."""
     layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
                        batch_shape=batch_shape, name=name, input_tensor=tensor, optional=optional)
-    return KerasTensor(layer)
+    return layer.output

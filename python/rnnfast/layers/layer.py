@@ -1,20 +1,36 @@
-"""The layer base class and weights.
+"""The layer base class, weights and the forward/backward protocol.
 
-rnnfast has no autodiff: every layer implements ``call`` (forward, keeping
-what its backward needs when ``training`` is true) and ``backward`` (the
-gradient of the loss with respect to its input, given the gradient with
-respect to its output; it also stores its weights' gradients in
-``Variable.grad``). A Sequential model chains them.
+rnnfast has no autodiff. Every layer implements two methods:
+
+- ``forward(ctx, inputs, training=False, mask=None, **kwargs) -> outputs``
+  computes the outputs and, when ``training`` is true, keeps in ``ctx`` what
+  its backward needs. ``ctx`` is a :class:`Context` that the *caller* owns
+  (one per call site, a graph node), so one layer called at several places
+  keeps one record per call.
+- ``backward(ctx, grad, need_input_grad=True) -> input gradient`` takes
+  dL/d(outputs) (one array, or a list with one entry per output, ``None``
+  where an output gets no gradient) and returns dL/d(inputs) in the
+  structure of ``inputs`` (``None`` with ``need_input_grad=False``, or for
+  inputs that have no gradient, such as integer ids). It **adds** its
+  weights' gradients into ``Variable.grad`` (``Variable.add_grad``), so that a
+  layer used twice gets the sum; the caller zeroes them once per step. A
+  layer that takes tensors as keyword arguments (an RNN's
+  ``initial_state``) leaves their gradients in ``ctx.kwarg_grads``
+  ({argument: gradient in its structure}).
+
+``call(inputs, ...)`` is the plain inference entry point (a throwaway
+context); ``layer(x)`` on NumPy data runs it, and ``layer(x)`` on symbolic
+tensors (``rnnfast.Input``) records a graph node instead (``node.py``).
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
+import inspect
 
 import numpy as np
 
-from .. import _config
+from .. import _config, _tree
+from .._naming import auto_name
 from .. import constraints as constraints_module
 from .. import initializers as initializers_module
 from .. import regularizers as regularizers_module
@@ -35,24 +51,6 @@ def resolve_dtype(dtype) -> np.dtype:
     if dtype not in _config.SUPPORTED_FLOATX:
         raise ValueError(f"rnnfast layers compute in float32 or float64; got dtype={dtype!r}")
     return np.dtype(dtype)
-
-_name_counts: defaultdict = defaultdict(int)
-
-
-def unique_name(base: str) -> str:
-    """Keras-style automatic names: lstm, lstm_1, lstm_2, ..."""
-    n = _name_counts[base]
-    _name_counts[base] += 1
-    return base if n == 0 else f"{base}_{n}"
-
-
-def reset_names() -> None:
-    _name_counts.clear()
-
-
-def snake_case(name: str) -> str:
-    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
 
 class BudgetExceeded(ValueError):
@@ -86,7 +84,8 @@ class Variable:
     """A weight: a NumPy array updated in place, plus Keras's attributes.
 
     ``value`` is the array (never rebound after creation, so kernels and the
-    optimizer can hold on to it); ``grad`` holds the last backward's gradient.
+    optimizer can hold on to it). ``grad`` is the gradient summed over the
+    backward passes since the last ``zero_grad`` (None: no contribution yet).
     """
 
     def __init__(self, value, name: str, trainable: bool = True, regularizer=None,
@@ -98,6 +97,29 @@ class Variable:
         self.regularizer = regularizer
         self.constraint = constraint
         self.grad = None
+        self._grad_buffer = None  # reused by kernels that write gradients in place
+
+    def add_grad(self, g) -> None:
+        """Adds one backward pass's contribution to ``grad``."""
+        self.grad = g if self.grad is None else self.grad + g
+
+    def grad_target(self):
+        """(array, fresh): where a kernel may write this pass's gradient. While
+        ``grad`` is empty that is a buffer kept between steps (fresh=True: the
+        written array becomes ``grad``, see ``commit_grad``); otherwise a new
+        array to add in."""
+        if self.grad is None:
+            buf = self._grad_buffer  # value is never rebound, so its shape never changes
+            if buf is None:
+                buf = self._grad_buffer = np.empty_like(self.value)
+            return buf, True
+        return np.empty_like(self.value), False
+
+    def commit_grad(self, written, fresh) -> None:
+        if fresh:
+            self.grad = written
+        else:
+            self.grad = self.grad + written
 
     @property
     def shape(self):
@@ -141,11 +163,42 @@ def normalize_shape(shape):
     return tuple(None if d is None else int(d) for d in shape)
 
 
+class Context:
+    """What one call of a layer keeps for its backward (and, for models, the
+    contexts of their own nodes). The caller owns it: a graph keeps one per
+    node and reuses it from step to step, so that kernels' workspaces and
+    output buffers stored in it are allocated once."""
+
+    def child(self, key) -> "Context":
+        """A sub-context for a wrapped layer (a Bidirectional's directions, ...)."""
+        children = self.__dict__.setdefault("_children", {})
+        c = children.get(key)
+        if c is None:
+            c = children[key] = Context()
+        return c
+
+
+def _call_parameters(fn) -> tuple:
+    """Names of a forward(self, ctx, inputs, ...) or call(self, inputs, ...)
+    method's arguments after the inputs."""
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    lead = 3 if len(params) > 1 and params[1].name == "ctx" else 2
+    return tuple(p.name for p in params[lead:])
+
+
+_CALL_ARGS: dict = {}
+
+
 class Layer:
     """Base class of rnnfast's layers (Keras 3 names and arguments)."""
 
     #: Whether the layer passes an incoming mask on (Keras's supports_masking).
     supports_masking = False
+    #: Whether integer inputs (token ids) reach the layer unconverted (Embedding).
+    accepts_integer_inputs = False
+    #: The "module" Keras writes in this layer's serialized config.
+    KERAS_MODULE = "keras.layers"
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None, input_dim=None,
                  batch_input_shape=None, batch_size=None, activity_regularizer=None, **kwargs):
@@ -153,11 +206,12 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
         self.compute_dtype = resolve_dtype(dtype)
-        self.name = name or unique_name(snake_case(type(self).__name__))
+        self.name = name or auto_name(type(self).__name__)
         self.trainable = trainable
         self.built = False
         self._variables: list[Variable] = []
         self._layers: list[Layer] = []  # sublayers whose weights this layer owns
+        self._inbound_nodes: list = []  # one graph node per symbolic call (node.py)
         self.activity_regularizer = regularizers_module.get(activity_regularizer)
         # The input shape the user declared (Keras 2 style), batch dim included.
         if batch_input_shape is not None:
@@ -168,8 +222,11 @@ class Layer:
             self._batch_input_shape = (batch_size, int(input_dim))
         else:
             self._batch_input_shape = None
-        self._cache = None
         self._path_prefix = ""  # set by a parent layer (an RNN for its cell)
+
+    @property
+    def dtype(self):
+        return self.compute_dtype.name
 
     # ---- weights -----------------------------------------------------------------
 
@@ -251,6 +308,11 @@ class Layer:
                              f"first to count its parameters")
         return int(sum(v.value.size for v in self.weights))
 
+    def zero_grad(self) -> None:
+        """Forgets every weight's gradient (the start of a training step)."""
+        for v in self.weights:
+            v.grad = None
+
     @property
     def losses(self) -> list:
         """Regularization penalties of this layer's weights (floats)."""
@@ -264,29 +326,43 @@ class Layer:
 
     def maybe_build(self, input_shape) -> None:
         if not self.built:
-            self.build(normalize_shape(input_shape))
+            self.build(normalize_shapes(input_shape))
             self.built = True
 
-    def call(self, inputs, training=False, mask=None):
-        raise NotImplementedError(f"{type(self).__name__}.call")
+    def forward(self, ctx, inputs, training=False, mask=None, **kwargs):
+        """The outputs for `inputs`; with training=True, keeps in `ctx` what
+        backward needs. The default runs a Keras-style ``call`` (custom layers
+        that define only ``call`` then work forward; they cannot be trained
+        through, having no backward)."""
+        if type(self).call is Layer.call:
+            raise NotImplementedError(f"{type(self).__name__} defines neither forward() nor call()")
+        accepted = _call_parameters(type(self).call)
+        extra = {k: v for k, v in (("training", training), ("mask", mask)) if k in accepted}
+        return self.call(inputs, **extra, **kwargs)
 
-    def backward(self, grad):
-        """dL/d(input) from dL/d(output); sets the gradients of this layer's weights.
+    def backward(self, ctx, grad, need_input_grad=True):
+        """dL/d(inputs) from dL/d(outputs); adds this layer's weight gradients
+        into Variable.grad. Reads what forward(ctx, ..., training=True) kept."""
+        raise NotImplementedError(
+            f"layer '{self.name}' ({type(self).__name__}) has no backward pass: rnnfast has no "
+            f"autodiff, so a layer that is trained through needs a hand-written backward(ctx, "
+            f"grad, need_input_grad)")
 
-        Needs the cache of the last call(..., training=True)."""
-        raise NotImplementedError(f"{type(self).__name__} has no backward pass")
+    def call(self, inputs, training=False, mask=None, **kwargs):
+        """Runs the layer (no gradient bookkeeping kept)."""
+        return self.forward(Context(), inputs, training=training, mask=mask, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, input_shape, **kwargs):
+        """Output shape(s) of a symbolic call: a tuple for one output, a list of
+        tuples for several. `kwargs` are the call's keyword arguments, with the
+        shapes of any tensors among them."""
+        return self.compute_output_shape(input_shape)
+
     def compute_mask(self, inputs, mask=None):
         return mask if self.supports_masking else None
-
-    def forward(self, inputs, training=False, mask=None):
-        """Builds if needed, runs call, applies the activity regularizer."""
-        self.maybe_build(np.shape(inputs))
-        out = self.call(inputs, training=training, mask=mask)
-        return out
 
     def activity_penalty(self, outputs) -> float:
         if self.activity_regularizer is None:
@@ -296,14 +372,46 @@ class Layer:
     def activity_gradient(self, outputs):
         return self.activity_regularizer.gradient(outputs)
 
-    def __call__(self, inputs, *args, training=False, mask=None, **kwargs):
-        """Runs the layer on NumPy data (inference unless training=True)."""
-        if args:
-            raise TypeError(f"{type(self).__name__}.__call__ takes the inputs and keyword "
-                            f"arguments only")
-        self.maybe_build(np.shape(inputs) if not isinstance(inputs, (list, tuple)) else
-                         [np.shape(i) for i in inputs])
-        return self.call(inputs, training=training, mask=mask, **kwargs)
+    def _call_arg_names(self) -> tuple:
+        """Names that extra positional call arguments bind to (after the inputs)."""
+        cls = type(self)
+        names = _CALL_ARGS.get(cls)
+        if names is None:
+            fn = cls.forward if cls.forward is not Layer.forward else cls.call
+            names = _CALL_ARGS[cls] = _call_parameters(fn)
+        return names
+
+    def __call__(self, *args, **kwargs):
+        """On symbolic tensors (rnnfast.Input), records a graph node and returns
+        symbolic outputs; on NumPy data, runs the layer (inference unless
+        training=True)."""
+        from . import node as node_module
+
+        if not args:
+            if "inputs" not in kwargs:
+                raise TypeError(f"{type(self).__name__}.__call__ needs its inputs")
+            args = (kwargs.pop("inputs"),)
+        inputs = args[0]
+        if len(args) > 1:
+            names = self._call_arg_names()
+            if len(args) - 1 > len(names):
+                raise TypeError(f"{type(self).__name__}.__call__ takes at most {len(names) + 1} "
+                                f"positional arguments, got {len(args)}")
+            for name, value in zip(names, args[1:]):
+                if name in kwargs:
+                    raise TypeError(f"{type(self).__name__}.__call__ got {name!r} twice")
+                kwargs[name] = value
+        if node_module.any_symbolic(inputs, kwargs):
+            return node_module.symbolic_call(self, inputs, kwargs)
+        accepted = self._call_arg_names()
+        for key in ("training", "mask"):
+            if key not in accepted and kwargs.get(key) is None:
+                kwargs.pop(key, None)
+        if "training" in kwargs:
+            kwargs["training"] = bool(kwargs["training"])
+        self.maybe_build(_tree.map_structure(np.shape, inputs)
+                         if isinstance(inputs, (list, tuple, dict)) else np.shape(inputs))
+        return self.call(inputs, **kwargs)
 
     # ---- configuration ----------------------------------------------------------
 
@@ -319,3 +427,16 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def normalize_shapes(shape):
+    """A shape, or a list/dict of shapes, with ints and Nones."""
+    if isinstance(shape, dict):
+        return {k: normalize_shapes(v) for k, v in shape.items()}
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple, dict)):
+        return [normalize_shapes(s) for s in shape]
+    return normalize_shape(shape)
+
+
+def as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]

@@ -38,25 +38,11 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from .. import _serialization
+from .._naming import auto_name
 from . import schedules as _schedules
 
 __all__ = ["Optimizer"]
 
-_name_uids: Dict[str, int] = {}
-
-
-def _to_snake_case(name: str) -> str:
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _auto_name(prefix: str) -> str:
-    """Keras's auto_name: snake_case, made unique by a counter (adagrad, adagrad_1, ...)."""
-    base = _to_snake_case(prefix)
-    n = _name_uids.get(base, 0)
-    _name_uids[base] = n + 1
-    return base if n == 0 else f"{base}_{n}"
 
 
 def _is_real(x: Any) -> bool:
@@ -116,7 +102,7 @@ class Optimizer:
             raise ValueError(f"Argument(s) not recognized: {kwargs}")
 
         if name is None:
-            name = _auto_name(type(self).__name__)
+            name = auto_name(type(self).__name__)
         self.name = name
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm

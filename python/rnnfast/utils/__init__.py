@@ -7,6 +7,8 @@ import random as _random
 import numpy as np
 
 from .. import _rng
+from .py_dataset import PyDataset, Sequence
+from .timeseries import timeseries_dataset_from_array
 
 
 def set_random_seed(seed: int) -> None:
@@ -67,4 +69,5 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
     return out
 
 
-__all__ = ["pad_sequences", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "Sequence", "pad_sequences", "set_random_seed",
+           "timeseries_dataset_from_array", "to_categorical"]

@@ -16,7 +16,9 @@ from ... import activations as activations_module
 from ... import constraints as constraints_module
 from ... import initializers as initializers_module
 from ... import regularizers as regularizers_module
+from .. import registry
 from ..layer import Layer, as_float
+from ..registry import register
 
 # The nonlinearities the fused kernels implement.
 KERNEL_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
@@ -161,6 +163,7 @@ class KernelCell(Layer):
                 "seed": self.seed}
 
 
+@register
 class RNN(Layer):
     """Runs a cell over whole sequences on the fused C++ kernels.
 
@@ -186,8 +189,6 @@ class RNN(Layer):
         self.unroll = unroll
         self.zero_output_for_mask = zero_output_for_mask
         self.states = None
-        self._kernel = None
-        self._buffers = {}
 
     # ---- building -----------------------------------------------------------------
 
@@ -197,7 +198,6 @@ class RNN(Layer):
                              f"time, features), got {sequences_shape}")
         self.cell._path_prefix = self.name + "/"
         self.cell.maybe_build((sequences_shape[0], sequences_shape[-1]))
-        self._kernel = self.cell.make_kernel(self.go_backwards)
         if self.stateful:
             if sequences_shape[0] is None:
                 raise ValueError("When using `stateful=True` in a RNN, the batch size must be "
@@ -216,14 +216,26 @@ class RNN(Layer):
 
     # ---- forward / backward ---------------------------------------------------------
 
-    def _buffer(self, key, shape):
-        buf = self._buffers.get(key)
+    def _kernel(self, ctx):
+        """The C++ kernel object of this call site: its workspace holds the
+        training forward's cache for the backward, so each context (graph
+        node) has its own, made once and reused every step."""
+        kernel = getattr(ctx, "kernel", None)
+        if kernel is None:
+            kernel = ctx.kernel = self.cell.make_kernel(self.go_backwards)
+        return kernel
+
+    def _buffer(self, ctx, key, shape):
+        """Output arrays reused from step to step (per context): a training
+        forward's outputs live until that context's next training forward."""
+        buffers = ctx.__dict__.setdefault("buffers", {})
+        buf = buffers.get(key)
         if buf is None or buf.shape != shape:
             buf = np.empty(shape, self.cell.compute_dtype)
-            self._buffers[key] = buf
+            buffers[key] = buf
         return buf
 
-    def call(self, sequences, initial_state=None, mask=None, training=False):
+    def forward(self, ctx, sequences, initial_state=None, mask=None, training=False):
         x = as_float(sequences, self.cell.compute_dtype)
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} '{self.name}' expects inputs of shape (batch, "
@@ -233,6 +245,8 @@ class RNN(Layer):
         if I != cell.kernel.shape[0]:
             raise ValueError(f"{type(self).__name__} '{self.name}' was built for {cell.kernel.shape[0]} "
                              f"input features, got inputs of shape {x.shape}")
+        given_state = initial_state is not None
+        given_list = isinstance(initial_state, (list, tuple))
         if initial_state is None and self.stateful:
             if self.states[0].shape[0] != B:
                 raise ValueError(f"stateful {type(self).__name__} '{self.name}' was built for batch "
@@ -244,16 +258,19 @@ class RNN(Layer):
                 raise ValueError(f"{type(self).__name__} '{self.name}' expects {cell.STATES} initial "
                                  f"state(s), got {len(states)}")
             states = [as_float(s, cell.compute_dtype) for s in states]
+            for s in states:
+                if s.shape != (B, cell.units):
+                    raise ValueError(f"{type(self).__name__} '{self.name}': an initial state must "
+                                     f"have shape ({B}, {cell.units}) for a batch of {B}, got "
+                                     f"{s.shape}")
             initial_state = tuple(states) if cell.STATES > 1 else states[0]
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
         din, drec = cell.dropout_masks(B, I, training)
-        # A training forward's outputs live until the next training forward:
-        # the model consumes them within the step, so the buffers are reused.
         # Without return_sequences the kernel writes only the final state.
         seqs = self.return_sequences
-        out = self._buffer("y", (B, T, cell.units)) if training and seqs else None
-        y, final = self._kernel.forward(
+        out = self._buffer(ctx, "y", (B, T, cell.units)) if training and seqs else None
+        y, final = self._kernel(ctx).forward(
             x, cell.kernel.value, cell.recurrent_kernel.value,
             None if cell.bias is None else cell.bias.value, initial_state=initial_state, mask=mask,
             input_dropout_mask=din, recurrent_dropout_mask=drec, training=training, out=out,
@@ -265,7 +282,8 @@ class RNN(Layer):
             out_mask = mask[:, ::-1, None] if self.go_backwards else mask[:, :, None]
             y *= out_mask
         if training:
-            self._cache = {"shape": x.shape, "mask": out_mask}
+            ctx.saved = {"shape": x.shape, "mask": out_mask, "given_state": given_state,
+                         "state_list": given_list}
         if self.stateful:
             self.states = [s.copy() for s in final]
         output = y if self.return_sequences else final[0]
@@ -273,31 +291,45 @@ class RNN(Layer):
             return [output] + final
         return output
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, ctx, grad, need_input_grad=True):
         cell = self.cell
-        cache = self._cache
-        if cache is None:
-            raise RuntimeError(f"{type(self).__name__} '{self.name}': backward() needs a call with "
-                               f"training=True first")
-        B, T, I = cache["shape"]
+        saved = getattr(ctx, "saved", None)
+        if saved is None:
+            raise RuntimeError(f"{type(self).__name__} '{self.name}': backward() needs a forward "
+                               f"with training=True first")
+        ctx.saved = None
+        B, T, I = saved["shape"]
+        dt = cell.compute_dtype
+        if self.return_state:
+            d_out, d_states = grad[0], list(grad[1:]) + [None] * (cell.STATES + 1 - len(grad))
+            d_states = [None if g is None else np.asarray(g, dtype=dt) for g in d_states]
+        else:
+            d_out, d_states = grad, [None] * cell.STATES
         doutputs = dfinal = None
         if self.return_sequences:
-            doutputs = np.asarray(grad, dtype=cell.compute_dtype)
-            if cache["mask"] is not None:
-                doutputs = doutputs * cache["mask"]
-        else:
-            dh = np.asarray(grad, dtype=cell.compute_dtype)
-            dfinal = (dh, None) if cell.STATES > 1 else dh
+            if d_out is not None:
+                doutputs = np.asarray(d_out, dtype=dt)
+                if saved["mask"] is not None:
+                    doutputs = doutputs * saved["mask"]
+        elif d_out is not None:
+            d_out = np.asarray(d_out, dtype=dt)
+            d_states[0] = d_out if d_states[0] is None else d_states[0] + d_out
+        if d_states[0] is not None or any(g is not None for g in d_states[1:]):
+            dfinal = tuple(d_states) if cell.STATES > 1 else d_states[0]
         params = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
-        for v in params:
-            if v.grad is None or v.grad.shape != v.shape:
-                v.grad = np.empty(v.shape, v.dtype)
-        dx = self._buffer("dx", (B, T, I)) if need_input_grad else None
-        self._kernel.backward(
+        train = self.trainable and cell.trainable
+        targets = [v.grad_target() if train else (np.empty(v.shape, v.dtype), False) for v in params]
+        dx = self._buffer(ctx, "dx", (B, T, I)) if need_input_grad else None
+        _, dinit, _, _, _ = self._kernel(ctx).backward(
             cell.kernel.value, cell.recurrent_kernel.value, doutputs=doutputs, dfinal_state=dfinal,
-            dx_out=dx, dkernel_out=cell.kernel.grad, drecurrent_kernel_out=cell.recurrent_kernel.grad,
-            dbias_out=None if cell.bias is None else cell.bias.grad, compute_dx=need_input_grad)
-        self._cache = None
+            dx_out=dx, dkernel_out=targets[0][0], drecurrent_kernel_out=targets[1][0],
+            dbias_out=None if cell.bias is None else targets[2][0], compute_dx=need_input_grad)
+        if train:
+            for v, (written, fresh) in zip(params, targets):
+                v.commit_grad(written, fresh)
+        if saved["given_state"]:
+            dinit = list(dinit) if cell.STATES > 1 else [dinit]
+            ctx.kwarg_grads = {"initial_state": dinit if saved["state_list"] else dinit[0]}
         return dx
 
     # ---- shapes, masks, config -----------------------------------------------------
@@ -309,6 +341,26 @@ class RNN(Layer):
             return [out] + [(B, self.cell.units)] * self.cell.STATES
         return out
 
+    def compute_output_spec(self, sequences_shape, initial_state=None, **kwargs):
+        if len(sequences_shape) != 3:
+            raise ValueError(f"expected inputs of shape (batch, time, features), got "
+                             f"{tuple(sequences_shape)}")
+        built_for = self.cell.kernel.shape[0]
+        if sequences_shape[-1] is not None and sequences_shape[-1] != built_for:
+            raise ValueError(f"the layer was built for {built_for} input features, got "
+                             f"{sequences_shape[-1]}")
+        if initial_state is not None:
+            states = initial_state if isinstance(initial_state, list) and \
+                isinstance(initial_state[0], (list, tuple)) else [initial_state]
+            if len(states) != self.cell.STATES:
+                raise ValueError(f"initial_state must hold {self.cell.STATES} state(s), got "
+                                 f"{len(states)}")
+            for s in states:
+                if len(s) != 2 or (s[-1] is not None and s[-1] != self.cell.units):
+                    raise ValueError(f"each initial state must have shape (batch, "
+                                     f"{self.cell.units}), got {tuple(s)}")
+        return self.compute_output_shape(sequences_shape)
+
     def compute_mask(self, inputs, mask=None):
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
@@ -318,20 +370,16 @@ class RNN(Layer):
         return output_mask
 
     def get_config(self):
-        from .. import serialize  # the layers registry
-
         return {**super().get_config(), "return_sequences": self.return_sequences,
                 "return_state": self.return_state, "go_backwards": self.go_backwards,
                 "stateful": self.stateful, "unroll": self.unroll,
                 "zero_output_for_mask": self.zero_output_for_mask,
-                "cell": serialize(self.cell)}
+                "cell": registry.serialize(self.cell)}
 
     @classmethod
-    def from_config(cls, config):
-        from .. import deserialize
-
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["cell"] = deserialize(config["cell"])
+        config["cell"] = registry.deserialize(config["cell"], custom_objects)
         config.pop("build_config", None)
         return cls(**config)
 
@@ -384,7 +432,7 @@ class CellLayer(RNN):
                 "activity_regularizer": _ser(regularizers_module, self.activity_regularizer)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config.pop("build_config", None)
         return cls(**config)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
 from ..layer import Layer
+from ..registry import register
 
 MERGE_MODES = ("sum", "mul", "ave", "concat", None)
 
 
+@register
 class Bidirectional(Layer):
     supports_masking = True
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
-        from .. import deserialize, serialize
-
         if not isinstance(layer, Layer):
             raise ValueError(f"Please initialize `Bidirectional` layer with a layer instance. "
                              f"Received: {layer!r}")
@@ -27,14 +28,14 @@ class Bidirectional(Layer):
         super().__init__(**kwargs)
         # As Keras: both directions are fresh layers built from the given
         # one's config, so that they carry no state over from it.
-        config = serialize(layer)
+        config = registry.serialize(layer)
         config["config"]["name"] = "forward_" + layer.name.removeprefix("forward_")
-        self.forward_layer = deserialize(config)
+        self.forward_layer = registry.deserialize(config)
         if backward_layer is None:
-            config = serialize(layer)
+            config = registry.serialize(layer)
             config["config"]["go_backwards"] = not layer.go_backwards
             config["config"]["name"] = "backward_" + layer.name.removeprefix("backward_")
-            self.backward_layer = deserialize(config)
+            self.backward_layer = registry.deserialize(config)
         else:
             self.backward_layer = backward_layer
         f, b = self.forward_layer, self.backward_layer
@@ -64,14 +65,18 @@ class Bidirectional(Layer):
             self.set_weights(self._initial_weights)
             self._initial_weights = None
 
-    def call(self, sequences, initial_state=None, mask=None, training=False):
+    def _n_states(self):
+        return self.forward_layer.cell.STATES
+
+    def forward(self, ctx, sequences, initial_state=None, mask=None, training=False):
         f_state = b_state = None
         if initial_state is not None:
             half = len(initial_state) // 2
             f_state, b_state = list(initial_state[:half]), list(initial_state[half:])
-        y = self.forward_layer.call(sequences, initial_state=f_state, mask=mask, training=training)
-        y_rev = self.backward_layer.call(sequences, initial_state=b_state, mask=mask,
-                                         training=training)
+        y = self.forward_layer.forward(ctx.child("f"), sequences, initial_state=f_state, mask=mask,
+                                       training=training)
+        y_rev = self.backward_layer.forward(ctx.child("b"), sequences, initial_state=b_state,
+                                            mask=mask, training=training)
         states = []
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])
@@ -79,7 +84,7 @@ class Bidirectional(Layer):
         if self.return_sequences:
             y_rev = y_rev[:, ::-1]
         if training:
-            self._cache = (y, y_rev, y.shape[-1])
+            ctx.saved = (y, y_rev, y.shape[-1], initial_state is not None)
         if self.merge_mode == "concat":
             output = np.concatenate([y, y_rev], axis=-1)
         elif self.merge_mode == "sum":
@@ -94,25 +99,47 @@ class Bidirectional(Layer):
             return (output if isinstance(output, list) else [output]) + states
         return output
 
-    def backward(self, grad):
-        y, y_rev, units = self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        y, y_rev, units, given_state = ctx.saved
+        grads = list(grad) if isinstance(grad, list) else [grad]
+        n_out = 2 if self.merge_mode is None else 1
+        outs, states = grads[:n_out], grads[n_out:]
+        states += [None] * (2 * self._n_states() - len(states))
+        g_f = g_b = None
         if self.merge_mode is None:
-            raise ValueError("Bidirectional with merge_mode=None has two outputs: it cannot be "
-                             "trained inside a Sequential model")
-        grad = np.asarray(grad, y.dtype)
-        if self.merge_mode == "concat":
-            g_f, g_b = grad[..., :units], grad[..., units:]
-        elif self.merge_mode == "sum":
-            g_f = g_b = grad
-        elif self.merge_mode == "ave":
-            g_f = g_b = grad / grad.dtype.type(2)
-        else:  # mul
-            g_f, g_b = grad * y_rev, grad * y
-        if self.return_sequences:
+            g_f, g_b = outs
+        elif outs[0] is not None:
+            g = np.asarray(outs[0], y.dtype)
+            if self.merge_mode == "concat":
+                g_f, g_b = g[..., :units], g[..., units:]
+            elif self.merge_mode == "sum":
+                g_f = g_b = g
+            elif self.merge_mode == "ave":
+                g_f = g_b = g / g.dtype.type(2)
+            else:  # mul
+                g_f, g_b = g * y_rev, g * y
+        if g_b is not None and self.return_sequences:
             g_b = g_b[:, ::-1]
-        dx = self.forward_layer.backward(np.ascontiguousarray(g_f)).copy()
-        dx += self.backward_layer.backward(np.ascontiguousarray(g_b))
-        self._cache = None
+        n = self._n_states()
+        dx = None
+        kwarg_grads = []
+        for key, sub, g_out, g_states in (("f", self.forward_layer, g_f, states[:n]),
+                                          ("b", self.backward_layer, g_b, states[n:])):
+            sub_ctx = ctx.child(key)
+            if g_out is None and all(s is None for s in g_states):
+                kwarg_grads += [None] * n
+                continue
+            g_out = None if g_out is None else np.ascontiguousarray(g_out)
+            sub_grad = [g_out] + list(g_states) if self.return_state else g_out
+            d = sub.backward(sub_ctx, sub_grad, need_input_grad=need_input_grad)
+            if d is not None:
+                dx = d.copy() if dx is None else dx + d  # sub-layers reuse their dx buffers
+            if given_state:
+                init = sub_ctx.__dict__.pop("kwarg_grads", {}).get("initial_state")
+                kwarg_grads += list(init) if isinstance(init, (list, tuple)) else [init]
+        if given_state:
+            ctx.kwarg_grads = {"initial_state": kwarg_grads}
+        ctx.saved = None
         return dx
 
     def reset_state(self):
@@ -156,19 +183,16 @@ class Bidirectional(Layer):
         return out
 
     def get_config(self):
-        from .. import serialize
-
         return {**super().get_config(), "merge_mode": self.merge_mode,
-                "layer": serialize(self.forward_layer),
-                "backward_layer": serialize(self.backward_layer)}
+                "layer": registry.serialize(self.forward_layer),
+                "backward_layer": registry.serialize(self.backward_layer)}
 
     @classmethod
-    def from_config(cls, config):
-        from .. import deserialize
-
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config.pop("build_config", None)
-        config["layer"] = deserialize(config["layer"])
+        config["layer"] = registry.deserialize(config["layer"], custom_objects)
         if config.get("backward_layer") is not None:
-            config["backward_layer"] = deserialize(config["backward_layer"])
+            config["backward_layer"] = registry.deserialize(config["backward_layer"],
+                                                            custom_objects)
         return cls(**config)

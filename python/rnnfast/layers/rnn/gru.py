@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ... import _core
 from ... import activations as activations_module
+from ..registry import register
 from .base import CellLayer, KernelCell, kernel_activation_name
 
 
+@register
 class GRUCell(KernelCell):
     GATES = 3
     STATES = 1
@@ -43,6 +45,7 @@ class GRUCell(KernelCell):
         return config
 
 
+@register
 class GRU(CellLayer):
     """Gated Recurrent Unit layer on rnnfast's fused kernel."""
 

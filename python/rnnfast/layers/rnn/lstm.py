@@ -7,9 +7,11 @@ import numpy as np
 from ... import _core
 from ... import activations as activations_module
 from ... import initializers as initializers_module
+from ..registry import register
 from .base import CellLayer, KernelCell, kernel_activation_name
 
 
+@register
 class LSTMCell(KernelCell):
     GATES = 4
     STATES = 2
@@ -51,6 +53,7 @@ class LSTMCell(KernelCell):
         return config
 
 
+@register
 class LSTM(CellLayer):
     """Long Short-Term Memory layer on rnnfast's fused kernel."""
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ... import _core
+from ..registry import register
 from .base import CellLayer, KernelCell
 
 
+@register
 class SimpleRNNCell(KernelCell):
     GATES = 1
     STATES = 1
@@ -26,6 +28,7 @@ class SimpleRNNCell(KernelCell):
                                      go_backwards=go_backwards)
 
 
+@register
 class SimpleRNN(CellLayer):
     """Fully-connected RNN where the output is fed back as the next input."""
 

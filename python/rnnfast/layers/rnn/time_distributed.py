@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import registry
 from ..layer import Layer
+from ..registry import register
 
 
+@register
 class TimeDistributed(Layer):
     supports_masking = True
 
@@ -24,21 +29,20 @@ class TimeDistributed(Layer):
         self.layer.maybe_build((None,) + tuple(input_shape[2:]))
         self.built = True
 
-    def call(self, inputs, training=False, mask=None):
-        import numpy as np
-
+    def forward(self, ctx, inputs, training=False, mask=None):
         x = np.asarray(inputs)
         B, T = x.shape[:2]
-        y = self.layer.call(x.reshape((B * T,) + x.shape[2:]), training=training)
+        y = self.layer.forward(ctx.child("inner"), x.reshape((B * T,) + x.shape[2:]),
+                               training=training)
         if training:
-            self._cache = x.shape
+            ctx.saved = x.shape
         return y.reshape((B, T) + y.shape[1:])
 
-    def backward(self, grad):
-        shape = self._cache
+    def backward(self, ctx, grad, need_input_grad=True):
+        shape = ctx.saved
         B, T = shape[:2]
         g = grad.reshape((B * T,) + grad.shape[2:])
-        dx = self.layer.backward(g)
+        dx = self.layer.backward(ctx.child("inner"), g, need_input_grad=need_input_grad)
         return None if dx is None else dx.reshape(shape)
 
     def compute_output_shape(self, input_shape):
@@ -46,15 +50,11 @@ class TimeDistributed(Layer):
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
 
     def get_config(self):
-        from .. import serialize
-
-        return {**super().get_config(), "layer": serialize(self.layer)}
+        return {**super().get_config(), "layer": registry.serialize(self.layer)}
 
     @classmethod
-    def from_config(cls, config):
-        from .. import deserialize
-
+    def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config.pop("build_config", None)
-        config["layer"] = deserialize(config["layer"])
+        config["layer"] = registry.deserialize(config["layer"], custom_objects)
         return cls(**config)

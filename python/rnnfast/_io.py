@@ -1,0 +1,30 @@
+"""Atomic file writes: nothing a user saved is ever left half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def atomic_write(path, write) -> None:
+    """Calls write(f) on a temporary file beside `path`, then renames it into
+    place, so that an interrupted save never leaves a half-written file there."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_bytes_atomically(path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))

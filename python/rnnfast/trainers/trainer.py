@@ -1,0 +1,389 @@
+"""The training loop (Keras 3's trainers/trainer.py): compile, fit, evaluate,
+predict and the ``*_on_batch`` methods, callbacks and metric bookkeeping.
+
+It knows nothing of how a model computes. A model gives it:
+``prepare_inputs(x)``; ``forward(ctx, x, training)``, which leaves the
+outputs' masks in ``ctx.output_mask``; ``backward(ctx, grads,
+need_input_grad=False)``, which adds into the weights' ``grad``;
+``zero_grad()``, ``regularization_penalty(ctx)``, ``trainable_weights`` and
+``output_names``. The context is the trainer's own, kept from step to step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .. import _tree
+from .. import callbacks as callbacks_module
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..layers.layer import Context
+from . import compile_utils, data_adapters
+from .data_adapters import DataError, as_array_structure
+
+
+class Trainer:
+    def _init_trainer(self):
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._compile_loss = None
+        self._compile_metrics = None
+        self._compile_spec = None
+        self._train_ctx = Context()
+
+    # ---- compile ----------------------------------------------------------------------
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto",
+                auto_scale_loss=True):
+        names = self.output_names
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = loss  # as given, like Keras
+        self._compile_loss = None if loss is None else \
+            compile_utils.CompileLoss(loss, loss_weights, names)
+        active = self._compile_loss.active() if self._compile_loss else []
+        self._compile_metrics = compile_utils.CompileMetrics(metrics, weighted_metrics, names, active)
+        self._compile_spec = {"loss": loss, "loss_weights": loss_weights, "metrics": metrics,
+                              "weighted_metrics": weighted_metrics}
+        self.compiled = True
+
+    @property
+    def metrics(self):
+        return [] if self._compile_metrics is None else self._compile_metrics.metrics
+
+    @property
+    def metrics_names(self):
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self):
+        for m in self.metrics:
+            m.reset_state()
+
+    def _check_compiled(self):
+        if not self.compiled or self._compile_loss is None:
+            raise ValueError("You must call `compile()` with a loss before training or evaluating "
+                             "the model.")
+
+    def _logs(self):
+        return self._compile_metrics.logs()
+
+    # ---- one batch ------------------------------------------------------------------
+
+    def _flat(self, y_pred):
+        return _tree.flatten(y_pred) if len(self.output_names) > 1 else [y_pred]
+
+    def _targets(self, y, sample_weight):
+        names = self.output_names
+        y_true = compile_utils.match_outputs(y, names, None, "y")
+        sw = compile_utils.match_outputs(sample_weight, names, None, "sample_weight") \
+            if sample_weight is not None else [None] * len(names)
+        return y_true, sw
+
+    def compute_loss_and_gradients(self, x, y, sample_weight=None):
+        """One forward and backward pass: (loss, outputs, output masks,
+        per-output losses, [(variable, gradient)]) for the trainable weights,
+        regularizers included."""
+        ctx = self._train_ctx
+        self.zero_grad()
+        y_pred = self.forward(ctx, x, training=True)
+        preds = self._flat(y_pred)
+        masks = self._flat(ctx.output_mask)
+        y_true, sw = self._targets(y, sample_weight)
+        total, values, grads = self._compile_loss.compute(y_true, preds, sw, masks, with_grad=True)
+        trainable = self.trainable_weights
+        total += self.regularization_penalty(ctx, trainable)
+        self.backward(ctx, grads if len(grads) > 1 else grads[0], need_input_grad=False)
+        pairs = []
+        for v in trainable:
+            g = v.grad
+            if g is None:  # a weight that does not reach the loss
+                g = np.zeros_like(v.value)
+            if v.regularizer is not None:
+                g = g + v.regularizer.gradient(v.value)
+            pairs.append((v, g))
+        return total, (y_true, preds, sw, masks, values), pairs
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=False):
+        """The compiled loss of `x` against `y`, regularization penalties
+        included (an inference forward of `x`; the compiled losses take
+        `y_pred` instead when it is given)."""
+        self._check_compiled()
+        ctx = Context()
+        out = self.forward(ctx, self.prepare_inputs(x), training=training)
+        preds = self._flat(out if y_pred is None else y_pred)
+        y_true, sw = self._targets(y, sample_weight)
+        total, _, _ = self._compile_loss.compute(y_true, preds, sw, self._flat(ctx.output_mask),
+                                                 with_grad=False)
+        return total + self.regularization_penalty(ctx)
+
+    def train_step(self, x, y, sample_weight=None):
+        loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
+        self.optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
+        self._update_metrics(loss_value, batch)
+        return loss_value
+
+    def test_step(self, x, y, sample_weight=None):
+        ctx = self._predict_ctx()
+        y_pred = self.forward(ctx, x, training=False)
+        preds, masks = self._flat(y_pred), self._flat(ctx.output_mask)
+        y_true, sw = self._targets(y, sample_weight)
+        total, values, _ = self._compile_loss.compute(y_true, preds, sw, masks, with_grad=False)
+        total += self.regularization_penalty(ctx)
+        self._update_metrics(total, (y_true, preds, sw, masks, values))
+        return total
+
+    def predict_step(self, x):
+        return self.forward(self._predict_ctx(), x, training=False)
+
+    def _predict_ctx(self):
+        ctx = getattr(self, "_inference_ctx", None)
+        if ctx is None:
+            ctx = self._inference_ctx = Context()
+        return ctx
+
+    def _update_metrics(self, loss_value, batch):
+        y_true, preds, sw, masks, values = batch
+        cm = self._compile_metrics
+        cm.resolve(y_true, preds, self._compile_loss)
+        n = preds[0].shape[0]
+        cm.update(y_true, preds, sw, masks, n, loss_value, values)
+
+    # ---- data ---------------------------------------------------------------------------
+
+    def _arrays(self, x, y, sample_weight, class_weight):
+        x = self.prepare_inputs(as_array_structure(x, "x", self._input_count()))
+        y = as_array_structure(y, "y", len(self.output_names))
+        sample_weight = None if sample_weight is None else \
+            as_array_structure(sample_weight, "sample_weight", len(self.output_names))
+        sample_weight = self._class_weights(y, sample_weight, class_weight)
+        data_adapters.num_samples([("x", x), ("y", y), ("sample_weight", sample_weight)])
+        return x, y, sample_weight
+
+    def _batch(self, batch, class_weight, where):
+        """A batch from a generator or dataset, checked: a clear error names it."""
+        x, y, sw = batch
+        try:
+            x, y, sw = self._arrays(x, y, sw, class_weight)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{where}: {e}") from None
+        return x, y, sw
+
+    def _class_weights(self, y, sample_weight, class_weight):
+        if class_weight is None:
+            return sample_weight
+        if len(self.output_names) > 1:
+            raise ValueError("class_weight is supported for models with one output only")
+        yv = np.asarray(y)
+        if yv.ndim >= 2 and yv.shape[-1] > 1:
+            labels = yv.argmax(axis=-1)
+        else:
+            labels = yv.reshape(yv.shape[0], -1)[:, 0] if yv.ndim > 1 else yv
+        labels = np.rint(labels).astype(np.int64)
+        cw = np.ones(labels.shape, np.float32)
+        for cls, w in class_weight.items():
+            cw[labels == int(cls)] = w
+        return cw if sample_weight is None else np.asarray(sample_weight, np.float32) * cw
+
+    # ---- fit / evaluate / predict -----------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        self._check_compiled()
+        if x is None:
+            raise ValueError("fit() needs data: x (and y), a generator or a PyDataset")
+        source = data_adapters.is_batch_source(x)
+        if source:
+            if validation_split:
+                raise ValueError("validation_split is supported for array inputs only; pass "
+                                 "validation_data for a generator or dataset")
+            adapter = data_adapters.get_adapter(x, y, sample_weight, batch_size, steps_per_epoch,
+                                                shuffle, what="generator")
+        else:
+            if y is None:
+                raise ValueError("fit() needs targets y with array inputs")
+            x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
+            if validation_data is None and validation_split:
+                x, y, sample_weight, validation_data = _split(x, y, sample_weight,
+                                                              validation_split)
+            adapter = data_adapters.ArrayDataAdapter(x, y, sample_weight, batch_size or 32,
+                                                     shuffle, steps_per_epoch)
+        if validation_data is not None and not data_adapters.is_batch_source(validation_data):
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "val_sample_weight), a generator or a PyDataset")
+        verbose = 1 if verbose == "auto" else verbose
+        cbks = callbacks_module.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
+                                             model=self, verbose=verbose, epochs=epochs,
+                                             steps=adapter.num_batches)
+        self.stop_training = False
+        cbks.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            cbks.on_epoch_begin(epoch)
+            ran = 0
+            for step, batch in enumerate(adapter.epoch()):
+                if source:
+                    batch = self._batch(batch, class_weight, f"batch {step} of the generator")
+                cbks.on_train_batch_begin(step)
+                self.train_step(*batch)
+                ran += 1
+                cbks.on_train_batch_end(step, self._logs())
+                if self.stop_training:
+                    break
+            adapter.on_epoch_end()
+            if ran == 0:
+                warnings.warn("Your input ran out of data; interrupting training. Make sure that "
+                              "your dataset or generator can generate at least `steps_per_epoch "
+                              "* epochs` batches.", UserWarning, stacklevel=2)
+                break
+            epoch_logs = self._logs()
+            if validation_data is not None and (epoch + 1) % validation_freq == 0:
+                val = self._validate(validation_data, validation_batch_size or batch_size,
+                                     validation_steps, cbks)
+                epoch_logs.update({"val_" + k: v for k, v in val.items()})
+            cbks.on_epoch_end(epoch, epoch_logs)
+            logs = epoch_logs
+            if self.stop_training:
+                break
+        if getattr(self.optimizer, "use_ema", False):
+            self.optimizer.finalize_variable_values(self.trainable_weights)
+        cbks.on_train_end(logs)
+        self.history = next(c for c in cbks.callbacks if isinstance(c, callbacks_module.History))
+        return self.history
+
+    def _validate(self, data, batch_size, steps, cbks):
+        if data_adapters.is_batch_source(data):
+            return self.evaluate(data, batch_size=None, steps=steps, verbose=0, return_dict=True,
+                                 _callbacks=cbks)
+        return self.evaluate(*data[:2], sample_weight=data[2] if len(data) == 3 else None,
+                             batch_size=batch_size, steps=steps, verbose=0, return_dict=True,
+                             _callbacks=cbks)
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, _callbacks=None):
+        self._check_compiled()
+        if x is None:
+            raise ValueError("evaluate() needs data: x and y, a generator or a PyDataset")
+        source = data_adapters.is_batch_source(x)
+        if source:
+            adapter = data_adapters.get_adapter(x, y, sample_weight, batch_size, steps,
+                                                what="generator")
+        else:
+            if y is None:
+                raise ValueError("evaluate() needs targets y with array inputs")
+            x, y, sample_weight = self._arrays(x, y, sample_weight, None)
+            adapter = data_adapters.ArrayDataAdapter(x, y, sample_weight, batch_size or 32,
+                                                     False, steps)
+        verbose = 1 if verbose == "auto" else verbose
+        cbks = _callbacks or callbacks_module.CallbackList(
+            callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
+            steps=adapter.num_batches)
+        self.reset_metrics()
+        cbks.on_test_begin()
+        for step, batch in enumerate(adapter.epoch()):
+            if source:
+                batch = self._batch(batch, None, f"batch {step} of the generator")
+            cbks.on_test_batch_begin(step)
+            self.test_step(*batch)
+            cbks.on_test_batch_end(step, self._logs())
+        logs = self._logs()
+        cbks.on_test_end(logs)
+        return self._result(logs, return_dict)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        source = data_adapters.is_batch_source(x)
+        if source:
+            adapter = data_adapters.get_adapter(x, None, None, batch_size, steps, what="generator")
+        else:
+            x = self.prepare_inputs(as_array_structure(x, "x", self._input_count()))
+            adapter = data_adapters.ArrayDataAdapter(x, None, None, batch_size or 32, False, steps)
+        verbose = 1 if verbose == "auto" else verbose
+        cbks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
+                                             verbose=verbose, epochs=1, steps=adapter.num_batches)
+        outputs = []
+        cbks.on_predict_begin()
+        for step, (xb, _, _) in enumerate(adapter.epoch()):
+            if source:
+                try:
+                    xb = self.prepare_inputs(as_array_structure(xb, "x", self._input_count()))
+                except (ValueError, TypeError) as e:
+                    raise DataError(f"batch {step} of the generator: {e}") from None
+            cbks.on_predict_batch_begin(step)
+            y = self.predict_step(xb)
+            outputs.append([np.array(a, copy=True) for a in self._flat(y)])
+            cbks.on_predict_batch_end(step, {"outputs": y})
+        cbks.on_predict_end()
+        if not outputs:
+            raise ValueError("predict() got no data")
+        flat = [np.concatenate(parts) for parts in zip(*outputs)]
+        return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        self._check_compiled()
+        x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
+        self.train_step(x, y, sample_weight)
+        return self._result(self._logs(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._check_compiled()
+        x, y, sample_weight = self._arrays(x, y, sample_weight, None)
+        self.reset_metrics()
+        self.test_step(x, y, sample_weight)
+        return self._result(self._logs(), return_dict)
+
+    def predict_on_batch(self, x):
+        x = self.prepare_inputs(as_array_structure(x, "x", self._input_count()))
+        flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
+        return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
+
+    def _result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        values = [logs[name] for name in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    # ---- compile config ----------------------------------------------------------------
+
+    def get_compile_config(self):
+        """What compile() was given, serialized (Keras 3's compile_config)."""
+        if not self.compiled:
+            return None
+        spec = self._compile_spec
+
+        def ser(module, obj):
+            return _tree.map_structure(
+                lambda o: o if isinstance(o, (str, int, float)) or o is None
+                else module.serialize(o), obj)
+
+        return {"optimizer": optimizers_module.serialize(self.optimizer),
+                "loss": ser(losses_module, spec["loss"]),
+                "loss_weights": spec["loss_weights"],
+                "metrics": ser(metrics_module, spec["metrics"]),
+                "weighted_metrics": ser(metrics_module, spec["weighted_metrics"])}
+
+    def compile_from_config(self, config, custom_objects=None):
+        compile_utils.compile_from_config(self, config, custom_objects)
+
+
+def _split(x, y, sample_weight, validation_split):
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+    n = data_adapters.num_samples([("x", x)])
+    split = int(math.floor(n * (1.0 - validation_split)))
+    head = slice(0, split)
+    tail = slice(split, n)
+    val = (data_adapters.slice_structure(x, tail), data_adapters.slice_structure(y, tail))
+    if sample_weight is not None:
+        val += (data_adapters.slice_structure(sample_weight, tail),)
+    return (data_adapters.slice_structure(x, head), data_adapters.slice_structure(y, head),
+            data_adapters.slice_structure(sample_weight, head), val)
