@@ -5,9 +5,13 @@ module here is what makes it known to configs and files."""
 
 from __future__ import annotations
 
+from .attention import AdditiveAttention, Attention
 from .core import Activation, Dense, Dropout, Flatten, Masking, RepeatVector
 from .embedding import Embedding
 from .input_layer import Input, InputLayer
+from .lambda_layer import Lambda
+from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from .reshaping import Permute, Reshape
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
 from .registry import LAYERS, deserialize, get, register, serialize

@@ -55,10 +55,9 @@ class _Slot:
 
 
 def _gather(structure, values):
+    """The values of an inputs structure, whose leaves are all slots."""
     if isinstance(structure, int):
         return values[structure]
-    if isinstance(structure, _Slot):
-        return values[structure.slot]
     if isinstance(structure, (list, tuple)):
         return [_gather(s, values) for s in structure]
     if isinstance(structure, dict):
@@ -66,24 +65,40 @@ def _gather(structure, values):
     return structure
 
 
-def _scatter(structure, grads, into, wanted):
-    """Adds the gradients `grads` (in `structure`'s shape) into the slots."""
+def _gather_kwargs(kwargs, values):
+    """Keyword arguments with their tensors (slots) looked up; constants, ints
+    included, stay as they are."""
+    def get(v):
+        if isinstance(v, _Slot):
+            return values[v.slot]
+        if isinstance(v, (list, tuple)):
+            return [get(x) for x in v]
+        if isinstance(v, dict):
+            return {k: get(x) for k, x in v.items()}
+        return v
+    return {k: get(v) for k, v in kwargs.items()}
+
+
+def _scatter(structure, grads, into, wanted, kw=False):
+    """Adds the gradients `grads` (in `structure`'s shape) into the slots. In
+    keyword arguments (kw) only _Slot leaves are tensors; other leaves are
+    constants."""
     if grads is None:
         return
-    if isinstance(structure, (int, _Slot)):
-        slot = structure if isinstance(structure, int) else structure.slot
+    if isinstance(structure, _Slot) or (not kw and isinstance(structure, int)):
+        slot = structure.slot if isinstance(structure, _Slot) else structure
         if wanted[slot]:
             into[slot] = grads if into[slot] is None else into[slot] + grads
         return
     if isinstance(structure, dict):
         for k, s in structure.items():
-            _scatter(s, grads.get(k) if isinstance(grads, dict) else None, into, wanted)
+            _scatter(s, grads.get(k) if isinstance(grads, dict) else None, into, wanted, kw)
         return
     if isinstance(structure, (list, tuple)):
         if not isinstance(grads, (list, tuple)):
             raise TypeError(f"a backward returned {type(grads).__name__} for a list of inputs")
         for s, g in zip(structure, grads):
-            _scatter(s, g, into, wanted)
+            _scatter(s, g, into, wanted, kw)
 
 
 @register
@@ -248,7 +263,7 @@ class Functional(Model):
                     m = None
             layer = step.layer
             if step.kwargs:
-                kwargs = _gather(step.kwargs, values)
+                kwargs = _gather_kwargs(step.kwargs, values)
                 if "mask" in kwargs:
                     m = kwargs.pop("mask")
                 y = layer.forward(c, x, training=training, mask=m, **kwargs)
@@ -338,7 +353,7 @@ class Functional(Model):
                 if kw_grads:
                     for k, kg in kw_grads.items():
                         if k in step.kwargs:
-                            _scatter(step.kwargs[k], kg, grads_in, wanted)
+                            _scatter(step.kwargs[k], kg, grads_in, wanted, kw=True)
         if not need_input_grad:
             return None
         return _tree.pack_sequence_as(self._inputs_struct,

@@ -38,6 +38,15 @@ class Model(Trainer, Layer):
         Layer.__init__(self, trainable=trainable, name=name)
         self._init_trainer()
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A functional model from its config (Keras's Model.from_config)."""
+        from . import functional_config
+        from .functional import Functional
+
+        return functional_config.from_config(Functional if cls is Model else cls, config,
+                                             custom_objects)
+
     # ---- structure -------------------------------------------------------------------
 
     def get_layer(self, name=None, index=None):

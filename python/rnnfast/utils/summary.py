@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 
 def _shape_text(shape):
     if isinstance(shape, list):
@@ -55,12 +57,15 @@ def _connections(model, layer):
 def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
     print_fn = print_fn or print
     functional = type(model).__name__ != "Sequential"
-    width = line_length or (98 if functional else 78)
-    if functional:
-        cols = [int(width * 0.28), int(width * 0.22), int(width * 0.12)]
-    else:
-        cols = [int(width * 0.44), int(width * 0.33)]
-    cols.append(width - sum(cols) - 2 * len(cols) - 2)
+    # Keras's widths: 88 (108 with "Connected to"), at most the terminal's less 4.
+    width = line_length or min(108 if functional else 88,
+                               shutil.get_terminal_size().columns - 4)
+    positions = [0.3, 0.56, 0.74, 1.0] if functional else [0.45, 0.80, 1.0]
+    cols, start = [], 0
+    for pos in positions:
+        end = int(pos * width)
+        cols.append(max(end - start - 3, 4))  # 3: the border and the cell's padding
+        start = end
     headers = ["Layer (type)", "Output Shape", "Param #"] + (["Connected to"] if functional else [])
     aligns = ["<", "<", ">", "<"]
     rows = []
@@ -83,7 +88,7 @@ def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
         return left + mid.join(fill * (c + 2) for c in cols) + right
 
     def row(cells, sep="│"):
-        wrapped = [_wrap(c, w, ", " if i == 3 else " ") for i, (c, w) in enumerate(zip(cells, cols))]
+        wrapped = [_wrap(c, w) for c, w in zip(cells, cols)]
         height = max(len(w) for w in wrapped)
         out = []
         for k in range(height):

@@ -1,0 +1,78 @@
+"""Attention, AdditiveAttention and batch dot products written from their
+definitions (Keras 3's layers), one query step and one batch row at a time,
+in float64: the forward references for rnnfast's vectorised layers."""
+
+import math
+
+import numpy as np
+
+
+def luong_attention(q, v, k=None, scale=None, score_mode="dot", concat_weight=1.0,
+                    q_mask=None, v_mask=None, causal=False):
+    """(output, weights) for query q [B, Tq, D], value v [B, Tv, Dv], key k."""
+    k = v if k is None else k
+    B, Tq, _ = q.shape
+    Tv = v.shape[1]
+    out = np.zeros((B, Tq, v.shape[2]))
+    weights = np.zeros((B, Tq, Tv))
+    for b in range(B):
+        for i in range(Tq):
+            s = np.zeros(Tv)
+            for j in range(Tv):
+                if score_mode == "dot":
+                    s[j] = sum(q[b, i, d] * k[b, j, d] for d in range(q.shape[2]))
+                    if scale is not None:
+                        s[j] *= scale
+                else:
+                    a = q[b, i] + k[b, j]
+                    if scale is not None:
+                        a = scale * a
+                    s[j] = concat_weight * sum(math.tanh(x) for x in a)
+                allowed = (v_mask is None or v_mask[b, j]) and (not causal or j <= i)
+                if not allowed:
+                    s[j] -= 1e9
+            e = np.exp(s - s.max())
+            w = e / e.sum()
+            weights[b, i] = w
+            if q_mask is None or q_mask[b, i]:
+                out[b, i] = sum(w[j] * v[b, j] for j in range(Tv))
+    return out, weights
+
+
+def bahdanau_attention(q, v, k=None, scale=None, q_mask=None, v_mask=None, causal=False):
+    k = v if k is None else k
+    B, Tq, D = q.shape
+    Tv = v.shape[1]
+    out = np.zeros((B, Tq, v.shape[2]))
+    weights = np.zeros((B, Tq, Tv))
+    for b in range(B):
+        for i in range(Tq):
+            s = np.zeros(Tv)
+            for j in range(Tv):
+                s[j] = sum((1.0 if scale is None else scale[d]) * math.tanh(q[b, i, d] + k[b, j, d])
+                           for d in range(D))
+                if not ((v_mask is None or v_mask[b, j]) and (not causal or j <= i)):
+                    s[j] -= 1e9
+            e = np.exp(s - s.max())
+            w = e / e.sum()
+            weights[b, i] = w
+            if q_mask is None or q_mask[b, i]:
+                out[b, i] = sum(w[j] * v[b, j] for j in range(Tv))
+    return out, weights
+
+
+def batch_dot(x, y, ax, ay, normalize=False):
+    """out[b, ...x rest..., ...y rest...] = sum_c x[b, .., c, ..] y[b, .., c, ..]."""
+    if normalize:
+        x = x / np.maximum(np.sqrt(np.sum(x * x, axis=ax, keepdims=True)), 1e-7)
+        y = y / np.maximum(np.sqrt(np.sum(y * y, axis=ay, keepdims=True)), 1e-7)
+    xr = np.moveaxis(x, ax, -1)
+    yr = np.moveaxis(y, ay, 1)
+    B = x.shape[0]
+    out = np.zeros(xr.shape[:-1] + yr.shape[2:])
+    for b in range(B):
+        for xi in np.ndindex(xr.shape[1:-1]):
+            for yi in np.ndindex(yr.shape[2:]):
+                out[(b,) + xi + yi] = sum(xr[(b,) + xi + (c,)] * yr[(b, c) + yi]
+                                          for c in range(xr.shape[-1]))
+    return out.reshape(B, 1) if out.ndim == 1 else out
