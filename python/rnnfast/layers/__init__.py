@@ -14,6 +14,7 @@ from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
 from .reshaping import Permute, Reshape
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
+from .ops import NotEqual
 from .registry import LAYERS, deserialize, get, register, serialize
 from .rnn.base import RNN
 from .rnn.bidirectional import Bidirectional

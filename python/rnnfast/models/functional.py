@@ -131,7 +131,8 @@ class Functional(Model):
         self._flat_inputs, self._flat_outputs = flat_in, flat_out
         self._nodes = nodes
         self._node_set = set(nodes) | {t.node for t in flat_in}
-        self._layers = layers
+        self._operations = layers  # Keras's ops (NotEqual) included, for configs
+        self._layers = [lyr for lyr in layers if not getattr(lyr, "IS_OPERATION", False)]
         slot_of = {}
         for t in flat_in:
             slot_of[id(t)] = len(slot_of)

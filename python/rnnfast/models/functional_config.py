@@ -37,7 +37,7 @@ def _serialize_value(value, own):
 def get_config(model):
     own = model._node_set
     layers = []
-    for layer in model.layers:
+    for layer in model._operations:
         config = registry.serialize(layer)
         config["name"] = layer.name
         nodes = [n for n in layer._inbound_nodes if n in own and not n.is_input]
