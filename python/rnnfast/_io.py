@@ -6,6 +6,11 @@ import os
 import tempfile
 
 
+class FormatError(ValueError):
+    """A model file that cannot be read: missing parts, truncated, corrupted,
+    forged or of another version (``rnnfast.saving.FormatError``)."""
+
+
 def atomic_write(path, write) -> None:
     """Calls write(f) on a temporary file beside `path`, then renames it into
     place, so that an interrupted save never leaves a half-written file there."""

@@ -33,7 +33,8 @@ import zipfile
 import numpy as np
 
 from . import _io, _rng
-from .layers import layer as layer_module
+from ._io import FormatError
+from . import _budget
 
 FORMAT = "rnnfast.model"
 FORMAT_VERSION = 1
@@ -63,10 +64,6 @@ def _file_kind(path):
         if "model.weights.h5" in names and "model.weights.npz" not in names:
             return "keras"
     return "rnnfast"
-
-
-class FormatError(ValueError):
-    """A file that is not a readable rnnfast model (missing, truncated, corrupted, other version)."""
 
 
 # ---- writing ---------------------------------------------------------------------------
@@ -277,10 +274,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     # cannot make the loader allocate unbounded memory.
     budget = sum(a.nbytes for _, a in weights)
     try:
-        with layer_module.allocation_budget(budget * 2 + 1024):
+        with _budget.allocation_budget(budget * 2 + 1024):
             model = registry.LAYERS[config["class_name"]].from_config(
                 config["config"], custom_objects=custom_objects)
-    except layer_module.BudgetExceeded as e:
+    except _budget.BudgetExceeded as e:
         raise FormatError(f"{path}: the architecture needs more weights than the file holds ({e})") \
             from None
     except (KeyError, TypeError) as e:

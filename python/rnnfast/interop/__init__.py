@@ -32,7 +32,7 @@ from __future__ import annotations
 from ._common import ConversionError
 from ._keras_format import from_keras, to_keras
 from ._torch_rnn import from_torch, to_torch, to_torch_state_dict
-from ..saving import FormatError
+from .._io import FormatError
 
 __all__ = ["ConversionError", "FormatError", "from_keras", "from_torch", "to_keras", "to_torch",
            "to_torch_state_dict"]

@@ -40,11 +40,12 @@ import numpy as np
 from .._naming import to_snake_case
 from ..layers import registry
 from ..layers.registry import LAYERS
-from ..layers import layer as layer_module
+from .. import _budget
 from ..layers.rnn.base import RNN
 from ..layers.rnn.bidirectional import Bidirectional
 from ..layers.rnn.time_distributed import TimeDistributed
-from ..saving import FormatError, write_atomically
+from .._io import FormatError
+from .._io import write_bytes_atomically as write_atomically
 from ._common import ConversionError, require_h5py
 
 H5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -237,9 +238,9 @@ def _build_model(model_config, where, budget, keras_major, custom_objects=None):
         if budget is None:
             model = model_class.from_config(inner, custom_objects=custom_objects)
         else:
-            with layer_module.allocation_budget(budget):
+            with _budget.allocation_budget(budget):
                 model = model_class.from_config(inner, custom_objects=custom_objects)
-    except layer_module.BudgetExceeded as e:
+    except _budget.BudgetExceeded as e:
         raise FormatError(f"{where}: the config declares more weights than the file can hold "
                           f"({e}); the file is corrupted or forged") from None
     except ConversionError:

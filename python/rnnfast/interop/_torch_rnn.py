@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..layers import registry
 from ._common import ConversionError, float_dtype, require_torch
 
 _MODES = {"RNN_TANH": ("RNN", "tanh"), "RNN_RELU": ("RNN", "relu"), "LSTM": ("LSTM", None),
@@ -190,7 +191,8 @@ def from_torch(module_or_state_dict, *, return_sequences=True, nonlinearity=None
     ``proj_size`` > 0 raises ConversionError, as do malformed state dicts.
     """
     from .. import layers
-    from ..models import Sequential
+
+    Sequential = registry.get_class("Sequential")
 
     if isinstance(module_or_state_dict, Mapping):
         state, mode, module_nonlinearity, dropout = module_or_state_dict, None, None, 0.0
@@ -310,7 +312,7 @@ def _torch_layers(model_or_layers, ignore_training_options):
     and the dropout between its layers."""
     from ..layers import Dropout, InputLayer, Layer
     from ..layers.rnn.bidirectional import Bidirectional
-    from ..models import Sequential
+    Sequential = registry.get_class("Sequential")
 
     if isinstance(model_or_layers, Sequential):
         if not model_or_layers.built:

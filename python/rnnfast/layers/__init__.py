@@ -15,13 +15,22 @@ from .reshaping import Permute, Reshape
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
 from .ops import NotEqual
-from .registry import LAYERS, deserialize, get, register, serialize
+from .registry import LAYERS, deserialize, register, serialize
 from .rnn.base import RNN
 from .rnn.bidirectional import Bidirectional
 from .rnn.gru import GRU, GRUCell
 from .rnn.lstm import LSTM, LSTMCell
 from .rnn.simple_rnn import SimpleRNN, SimpleRNNCell
 from .rnn.time_distributed import TimeDistributed
+
+
+
+def get(identifier):
+    """A layer instance as it is, or one from a serialized config."""
+    if isinstance(identifier, Layer):
+        return identifier
+    return deserialize(identifier)
+
 
 __all__ = sorted(LAYERS) + ["Context", "Input", "KerasTensor", "Layer", "Variable", "deserialize",
                             "get", "register", "serialize"]

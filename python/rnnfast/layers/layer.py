@@ -29,7 +29,8 @@ import inspect
 
 import numpy as np
 
-from .. import _config, _tree
+from .. import _budget, _config, _tree
+
 from .._naming import auto_name
 from .. import constraints as constraints_module
 from .. import initializers as initializers_module
@@ -51,33 +52,6 @@ def resolve_dtype(dtype) -> np.dtype:
     if dtype not in _config.SUPPORTED_FLOATX:
         raise ValueError(f"rnnfast layers compute in float32 or float64; got dtype={dtype!r}")
     return np.dtype(dtype)
-
-
-class BudgetExceeded(ValueError):
-    """Raised by add_weight when a loader's allocation budget would be exceeded."""
-
-
-_budget = None  # bytes add_weight may still allocate (None: no limit)
-
-
-class allocation_budget:
-    """While active, add_weight refuses to allocate more than `nbytes` in all:
-    a model rebuilt from a file's config cannot claim more memory than the
-    file's weights (a forged config cannot make the loader run out of memory)."""
-
-    def __init__(self, nbytes: int):
-        self.nbytes = int(nbytes)
-
-    def __enter__(self):
-        global _budget
-        self._saved = _budget
-        _budget = self.nbytes
-        return self
-
-    def __exit__(self, *exc):
-        global _budget
-        _budget = self._saved
-        return False
 
 
 class Variable:
@@ -233,13 +207,8 @@ class Layer:
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
                    regularizer=None, constraint=None, dtype=None):
         shape = normalize_shape(shape)
-        global _budget
-        if _budget is not None:
-            nbytes = int(np.prod(shape, dtype=np.float64)) * self.compute_dtype.itemsize
-            if nbytes > _budget:
-                raise BudgetExceeded(f"weight '{name}' of layer '{self.name}' with shape {shape} "
-                                     f"needs {nbytes} bytes")
-            _budget -= nbytes
+        _budget.claim(int(np.prod(shape, dtype=np.float64)) * self.compute_dtype.itemsize,
+                      f"weight '{name}' of layer '{self.name}' with shape {shape}")
         init = initializers_module.get(initializer)
         value = np.asarray(init(shape, dtype=self.compute_dtype.name), dtype=self.compute_dtype)
         if value.shape != shape:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _tree
-from .layer import BudgetExceeded
+from .._budget import BudgetExceeded
 
 
 class KerasTensor:
@@ -156,3 +156,9 @@ def symbolic_call(layer, inputs, kwargs):
         outputs = KerasTensor(out_shapes, dtype, name=layer.name)
     Node(layer, inputs, kwargs, outputs)
     return outputs
+
+
+def own_node_index(node, own_nodes):
+    """A node's index among its layer's nodes that belong to one model (what
+    Keras writes in configs, so that calls from other models do not count)."""
+    return sum(1 for n in node.layer._inbound_nodes[:node.index] if n in own_nodes)

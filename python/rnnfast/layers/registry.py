@@ -43,11 +43,3 @@ def deserialize(config, custom_objects=None):
     if isinstance(name, str) and name in _DEFERRED:
         get_class(name)
     return _serialization.deserialize_object(config, LAYERS, "layer", custom_objects)
-
-
-def get(identifier):
-    from .layer import Layer
-
-    if isinstance(identifier, Layer):
-        return identifier
-    return deserialize(identifier)

@@ -395,3 +395,6 @@ class Functional(Model):
         from . import functional_config
 
         return functional_config.from_config(cls, config, custom_objects)
+
+
+Model._functional_class = Functional

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from .. import _tree
 from ..layers import registry
-from ..layers.node import KerasTensor
-from . import graph
+from ..layers.node import KerasTensor, own_node_index
 
 
 class _NotReady(Exception):
@@ -21,7 +20,7 @@ def _tensor_config(t, own):
     layer, _, index = t._keras_history
     return {"class_name": "__keras_tensor__",
             "config": {"shape": list(t.shape), "dtype": t.dtype,
-                       "keras_history": [layer.name, graph.own_node_index(t.node, own), index]}}
+                       "keras_history": [layer.name, own_node_index(t.node, own), index]}}
 
 
 def _serialize_value(value, own):
@@ -48,7 +47,7 @@ def get_config(model):
         layers.append(config)
 
     def ref(t):
-        return [t._keras_history[0].name, graph.own_node_index(t.node, own), t._keras_history[2]]
+        return [t._keras_history[0].name, own_node_index(t.node, own), t._keras_history[2]]
 
     return {"name": model.name, "trainable": model.trainable, "layers": layers,
             "input_layers": _tree.map_structure(ref, model._inputs_struct),

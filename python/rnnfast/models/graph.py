@@ -114,9 +114,3 @@ def map_graph(flat_inputs, flat_outputs, model_name):
                              f"unique")
     run = [n for n in nodes if not n.is_input]
     return run, layers
-
-
-def own_node_index(node, own_nodes):
-    """A node's index among its layer's nodes that belong to this model (what
-    Keras writes in configs, so that calls from other models do not count)."""
-    return sum(1 for n in node.layer._inbound_nodes[:node.index] if n in own_nodes)

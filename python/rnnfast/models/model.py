@@ -17,18 +17,16 @@ class Model(Trainer, Layer):
     """A trainable graph of layers. ``Model(inputs, outputs, name=...)``."""
 
     KERAS_MODULE = "keras"
+    #: The graph model class (set by functional.py, which builds on this one).
+    _functional_class = None
 
     def __new__(cls, *args, **kwargs):
         if cls is Model:
-            from .functional import Functional
-
-            return Functional.__new__(Functional)
+            return Model._functional_class.__new__(Model._functional_class)
         return super().__new__(cls)
 
     def __init__(self, *args, name=None, trainable=True, **kwargs):
-        from .functional import Functional
-
-        if not isinstance(self, Functional):
+        if not isinstance(self, Model._functional_class):
             raise NotImplementedError(
                 f"{type(self).__name__}: subclassed models (a call() written in Python) are not "
                 f"supported yet, because rnnfast has no autodiff to derive their backward; build "
@@ -42,10 +40,9 @@ class Model(Trainer, Layer):
     def from_config(cls, config, custom_objects=None):
         """A functional model from its config (Keras's Model.from_config)."""
         from . import functional_config
-        from .functional import Functional
 
-        return functional_config.from_config(Functional if cls is Model else cls, config,
-                                             custom_objects)
+        return functional_config.from_config(Model._functional_class if cls is Model else cls,
+                                             config, custom_objects)
 
     # ---- structure -------------------------------------------------------------------
 

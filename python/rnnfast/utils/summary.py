@@ -41,7 +41,7 @@ def _output_shape(model, layer):
 
 
 def _connections(model, layer):
-    from ..models.graph import own_node_index
+    from ..layers.node import own_node_index
 
     own = model._node_set
     links = []
