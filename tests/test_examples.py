@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rnnfast import tasks
-from rnnfast.tasks import char_rnn, classification, forecasting, seq2seq
+from rnnfast.tasks import addition, attention, char_rnn, classification, forecasting, seq2seq
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -134,6 +134,31 @@ def test_seq2seq_quick():
     text = out.getvalue()
     assert "Epoch 8/8" in text and "held-out questions:" in text
     check_output(text, "| model | params | character accuracy | exact match | s/epoch |")
+
+
+def test_addition_quick():
+    """The functional encoder-decoder (states into the decoder) learns to add."""
+    out = io.StringIO()
+    r = addition.run(quick=True, verbose=2, out=out)
+    assert r["exact_match"] > 0.5 and r["exact_match"] > 10 * r["baseline"], r
+    assert r["char_accuracy"] > 0.8, r
+    text = out.getvalue()
+    assert "Epoch 8/8" in text and "held-out questions:" in text
+    check_output(text, "| model | params | character accuracy | exact match | s/epoch |")
+    model = addition.build_model(2, 8)
+    assert [l.name for l in model.layers] == ["question", "encoder", "repeat", "decoder", "answer"]
+
+
+def test_attention_quick():
+    """With Attention the reversal is learnt; without it, not (the final state
+    cannot hold the whole string)."""
+    out = io.StringIO()
+    r = attention.run(quick=True, verbose=2, out=out)
+    assert r["attention"]["exact_match"] > 0.9, r
+    assert r["plain"]["exact_match"] < 0.1 and r["plain"]["digit_accuracy"] < 0.8, r
+    check_output(out.getvalue(), "| model | params | digit accuracy | exact match | s/epoch |")
+    x, y = attention.make_strings(5, 7, np.random.default_rng(0))
+    assert np.array_equal(y, x[:, ::-1])
 
 
 def test_seq2seq_questions_are_distinct_and_right():

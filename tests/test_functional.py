@@ -329,3 +329,20 @@ def test_symbolic_operators_build_merge_layers():
     np.testing.assert_allclose(model.predict(x, verbose=0), (x[0] + x[1]) * x[0] - x[1])
     with pytest.raises(TypeError, match="is symbolic"):
         np.asarray(a)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta",
+                                       "Adamax", "Nadam", "Ftrl", "Lion"])
+@pytest.mark.parametrize("clip", [{}, {"clipnorm": 1.0}, {"global_clipnorm": 1.0},
+                                  {"clipvalue": 0.5}])
+def test_scalar_weights_train_with_every_optimizer(optimizer, clip):
+    """Attention's scale and concat_score_weight are 0-d weights."""
+    q, v = keras.Input((4, 3)), keras.Input((5, 3))
+    att = layers.Attention(use_scale=True, score_mode="concat")
+    model = keras.Model([q, v], layers.Dense(1)(layers.Flatten()(att([layers.Dense(3)(q), v]))))
+    model.compile(loss="mse", optimizer=getattr(keras.optimizers, optimizer)(**clip))
+    before = [w.copy() for w in att.get_weights()]
+    model.fit([rand(8, 4, 3), rand(8, 5, 3, seed=1)], rand(8, 1, seed=2), epochs=2, verbose=0)
+    after = att.get_weights()
+    assert all(a.shape == () for a in after)
+    assert any(a != b for a, b in zip(after, before))

@@ -6,7 +6,7 @@ import sys
 USAGE = """\
 usage: rnnfast demo [--cell {gru,lstm,simple_rnn}] [--epochs N] [--units N] [--batch-size N]
                     [--seed N]
-       rnnfast demo --task {forecasting,char_rnn,classification,seq2seq} [--full] [task options]
+       rnnfast demo --task {forecasting,char_rnn,classification,seq2seq,addition,attention} [--full] [task options]
        rnnfast info
 
 demo --task NAME runs that example task in its quick form (seconds), or in full

@@ -145,6 +145,7 @@ class Functional(Model):
         self._steps = [_Step(node, slot_of) for node in nodes]
         self._single_output = not isinstance(outputs, (list, dict))
         self._plans = {}
+        self._all_weights = None  # every layer is built by now: the list is fixed
         self._output_names = self._names(outputs, flat_out)
         self._input_names = self._names(inputs, flat_in)
         self._input_casts = [self._input_cast(t) for t in flat_in]
@@ -192,6 +193,13 @@ class Functional(Model):
     @property
     def output_names(self):
         return list(self._output_names)
+
+    def zero_grad(self):
+        weights = getattr(self, "_all_weights", None)
+        if weights is None:
+            weights = self._all_weights = self.weights
+        for v in weights:
+            v.grad = None
 
     def _input_count(self):
         return len(self._flat_inputs)

@@ -433,6 +433,8 @@ class Optimizer:
         clipnorm = f(self.clipnorm)
         norm = np.sqrt(self._sum_of_squares(g))
         out = np.multiply(g, clipnorm)
+        if np.ndim(out) == 0:  # a scalar weight's gradient (NumPy gives a scalar, not an array)
+            return np.asarray(out / max(norm, clipnorm), dtype=g.dtype)
         np.divide(out, max(norm, clipnorm), out=out)
         return out
 
