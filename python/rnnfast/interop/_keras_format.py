@@ -29,7 +29,6 @@ import datetime
 import io
 import json
 import os
-import re
 import sys
 import warnings
 import zipfile

@@ -31,39 +31,22 @@ unless clipping or loss scaling is on.
 from __future__ import annotations
 
 import numbers
-import re
 import warnings
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 import numpy as np
 
 from .. import _serialization
 from .._naming import auto_name
 from . import schedules as _schedules
+from ._state import OptimizerState, _is_real, _value_of
+from ._transforms import GradientTransforms
 
 __all__ = ["Optimizer"]
 
 
 
-def _is_real(x: Any) -> bool:
-    if isinstance(x, (bool, np.bool_)):
-        return False
-    if isinstance(x, numbers.Real):
-        return True
-    return isinstance(x, np.ndarray) and x.size == 1 and np.issubdtype(x.dtype, np.number) \
-        and not np.issubdtype(x.dtype, np.complexfloating)
-
-
-def _value_of(variable: Any) -> np.ndarray:
-    value = getattr(variable, "value", None)
-    if isinstance(value, np.ndarray):
-        return value
-    if isinstance(variable, np.ndarray):
-        return variable
-    raise TypeError(f"expected a variable with a NumPy `value` array, received {variable!r}")
-
-
-class Optimizer:
+class Optimizer(OptimizerState, GradientTransforms):
     """Base class of the optimizers (Keras 3 ``keras.optimizers.Optimizer``).
 
     Args:
@@ -165,71 +148,6 @@ class Optimizer:
                     f"Received instead: learning_rate={learning_rate!r}")
             self._learning_rate = np.array(float(learning_rate), dtype=np.float32)
 
-    # ------------------------------------------------------------------ state
-    @property
-    def iterations(self) -> int:
-        """Number of update steps applied (apply calls // gradient_accumulation_steps)."""
-        it = int(self._iterations)
-        if self.gradient_accumulation_steps:
-            return it // self.gradient_accumulation_steps
-        return it
-
-    @property
-    def variables(self) -> List[np.ndarray]:
-        """The optimizer's state arrays (live, not copies), in Keras 3's order."""
-        out = [self._iterations]
-        if isinstance(self._learning_rate, np.ndarray):
-            out.append(self._learning_rate)
-        out.extend(self._variables)
-        return out
-
-    def get_state(self) -> List[np.ndarray]:
-        """Copies of ``variables``: what ``set_state`` needs to resume training exactly."""
-        return [np.array(v, copy=True) for v in self.variables]
-
-    def set_state(self, state: Sequence[Any]) -> None:
-        """Restores ``get_state()``'s list; the optimizer must be built on the same variables."""
-        if not self.built:
-            raise ValueError(
-                "You are calling `set_state()` on an optimizer that has not yet been built. "
-                "Call `optimizer.build(trainable_variables)` first.")
-        targets = self.variables
-        state = list(state)
-        if len(state) != len(targets):
-            raise ValueError(f"Optimizer '{self.name}' has {len(targets)} state arrays, "
-                             f"received {len(state)}.")
-        arrays = []
-        for i, (target, value) in enumerate(zip(targets, state)):
-            value = np.asarray(value)
-            if value.shape != target.shape:
-                raise ValueError(f"Optimizer state array {i} has shape {target.shape}, not "
-                                 f"compatible with the received shape {value.shape}.")
-            arrays.append(value)
-        for target, value in zip(targets, arrays):
-            target[...] = value
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        """Keras's name for ``set_state``."""
-        self.set_state(weights)
-
-    def save_own_variables(self, store) -> None:
-        """Writes the state as ``store["0"], store["1"], ...`` (Keras's layout)."""
-        for i, v in enumerate(self.variables):
-            store[str(i)] = np.array(v, copy=True)
-
-    def load_own_variables(self, store) -> None:
-        """Reads ``save_own_variables``'s store; warns and skips on a count mismatch, as Keras."""
-        targets = self.variables
-        if len(store.keys()) != len(targets):
-            msg = (f"Skipping variable loading for optimizer '{self.name}', because it has "
-                   f"{len(targets)} variables whereas the saved optimizer has "
-                   f"{len(store.keys())} variables. ")
-            if not self.built:
-                msg += "This is likely because the optimizer has not been called/built yet."
-            warnings.warn(msg, stacklevel=2)
-            return
-        self.set_state([store[str(i)] for i in range(len(targets))])
-
     # ---------------------------------------------------------- learning rate
     @property
     def learning_rate(self) -> float:
@@ -265,197 +183,7 @@ class Optimizer:
             return float(np.asarray(lr(int(self._iterations))).reshape(()))
         return float(np.asarray(lr()).reshape(()))
 
-    # ---------------------------------------------------------- build / slots
-    def build(self, variables) -> None:
-        """Creates the state for `variables` (their order fixes the state's layout)."""
-        variables = list(variables)
-        if self.use_ema:
-            self._model_variables_moving_average = self.add_optimizer_variables(
-                variables, "average")
-        if self.gradient_accumulation_steps:
-            self._accumulated_gradients = [
-                self.add_variable_from_reference(v, name="gradient_accumulator")
-                for v in variables]
-        self._trainable_variables_indices = {}
-        for i, variable in enumerate(variables):
-            self._trainable_variables_indices[self._var_key(variable)] = i
-        self._trainable_variables = variables[:]
-        self.built = True
-
-    def _var_key(self, variable) -> int:
-        return id(variable)
-
-    def _get_variable_index(self, variable) -> int:
-        return self._trainable_variables_indices[id(variable)]
-
-    def add_variable(self, shape, initializer="zeros", dtype=None, aggregation="none",
-                     name=None) -> np.ndarray:
-        """Adds a state array (zeros, ones, a constant, or ``initializer(shape, dtype)``)."""
-        dtype = np.dtype(np.float32 if dtype is None else dtype)
-        shape = tuple(int(s) for s in shape)
-        if isinstance(initializer, str):
-            key = initializer.lower()
-            if key == "zeros":
-                arr = np.zeros(shape, dtype)
-            elif key == "ones":
-                arr = np.ones(shape, dtype)
-            else:
-                raise ValueError(f"unknown initializer {initializer!r} for an optimizer "
-                                 "variable; use 'zeros', 'ones', a number or a callable")
-        elif _is_real(initializer):
-            arr = np.full(shape, float(np.asarray(initializer).reshape(())), dtype)
-        elif callable(initializer):
-            arr = np.array(initializer(shape, dtype=dtype), dtype=dtype).reshape(shape)
-        else:
-            raise ValueError(f"could not interpret initializer {initializer!r}")
-        self._variables.append(arr)
-        self._variable_names.append(f"{self.name}/{name or 'variable'}")
-        return arr
-
-    def add_variable_from_reference(self, reference_variable, name=None,
-                                    initializer="zeros") -> np.ndarray:
-        """Adds a state array shaped like `reference_variable` (named after its path)."""
-        name = name or "var"
-        path = getattr(reference_variable, "path", None)
-        if path is not None:
-            name = str(path).replace("/", "_") + "_" + name
-        else:
-            ref_name = getattr(reference_variable, "name", "var")
-            name = str(ref_name).replace("/", "_").replace(":", "_") + "_" + name
-        value = _value_of(reference_variable)
-        return self.add_variable(value.shape, initializer=initializer, dtype=value.dtype,
-                                 name=name)
-
-    def add_optimizer_variables(self, trainable_variables, name, initializer="zeros"):
-        """One slot per variable; with a list of names, a tuple of lists created interleaved
-        (variable by variable), as Keras 3 does."""
-        names = [name] if isinstance(name, str) else list(name)
-        inits = initializer if isinstance(initializer, (list, tuple)) else \
-            [initializer] * len(names)
-        if len(inits) != len(names):
-            raise ValueError("The number of provided names must match the number of provided "
-                             f"initializers. Received name={name!r}, "
-                             f"initializer={initializer!r}")
-        lists: tuple = tuple([] for _ in names)
-        for variable in trainable_variables:
-            for i, (n, init) in enumerate(zip(names, inits)):
-                lists[i].append(self.add_variable_from_reference(variable, n, init))
-        return lists[0] if isinstance(name, str) else lists
-
-    def _scratch(self, slot: int, like: np.ndarray) -> np.ndarray:
-        """A reusable buffer shaped like `like` (slot k of this dtype; never aliases another)."""
-        key = (slot, like.shape, like.dtype)
-        view = self._scratch_views.get(key)
-        if view is not None:
-            return view
-        bufs = self._scratch_bufs.setdefault(like.dtype, [])
-        while len(bufs) <= slot:
-            bufs.append(np.empty(0, like.dtype))
-        if bufs[slot].size < like.size:
-            need = like.size
-            for v in self._trainable_variables:  # size it for every built variable at once
-                val = getattr(v, "value", None)
-                if isinstance(val, np.ndarray) and val.dtype == like.dtype:
-                    need = max(need, val.size)
-            bufs[slot] = np.empty(need, like.dtype)
-            for k in [k for k in self._scratch_views if k[0] == slot and k[2] == like.dtype]:
-                del self._scratch_views[k]
-        view = bufs[slot][:like.size].reshape(like.shape)
-        self._scratch_views[key] = view
-        return view
-
     # Keras-style helpers for subclasses' update_step (variables or state arrays).
-    def assign(self, variable, value) -> None:
-        _value_of(variable)[...] = value
-
-    def assign_add(self, variable, value) -> None:
-        arr = _value_of(variable)
-        np.add(arr, value, out=arr)
-
-    def assign_sub(self, variable, value) -> None:
-        arr = _value_of(variable)
-        np.subtract(arr, value, out=arr)
-
-    # ------------------------------------------------------------ weight decay
-    def exclude_from_weight_decay(self, var_list=None, var_names=None) -> None:
-        """Excludes variables from weight decay: those in `var_list`, and those whose name
-        contains a match of any regular expression in `var_names` (e.g. ``["bias"]``).
-        Each call replaces the previous exclusions."""
-        self._exclude_from_weight_decay = set(id(v) for v in var_list) if var_list else set()
-        if var_names:
-            self._exclude_from_weight_decay_pattern = re.compile(
-                "|".join(sorted(set(var_names))))
-        else:
-            self._exclude_from_weight_decay_pattern = None
-        self._exclude_from_weight_decay_cache = {}
-
-    def _use_weight_decay(self, variable) -> bool:
-        key = id(variable)
-        cached = self._exclude_from_weight_decay_cache.get(key)
-        if cached is not None:
-            return cached
-        use = key not in self._exclude_from_weight_decay
-        pattern = self._exclude_from_weight_decay_pattern
-        if use and pattern is not None and \
-                pattern.search(str(getattr(variable, "name", ""))) is not None:
-            use = False
-        self._exclude_from_weight_decay_cache[key] = use
-        return use
-
-    def _apply_weight_decay(self, variables, learning_rate: float) -> None:
-        wd = self.weight_decay
-        if wd is None or wd == 0:
-            return
-        wd = float(wd)
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                value = variable.value
-                t = self._scratch(0, value)
-                np.multiply(value, wd, out=t)          # var - var * wd * lr, in the var's dtype
-                np.multiply(t, learning_rate, out=t)
-                np.subtract(value, t, out=value)
-
-    # ---------------------------------------------------------------- clipping
-    def _clip_gradients(self, grads: List[np.ndarray]) -> List[np.ndarray]:
-        if self.clipnorm and self.clipnorm > 0:
-            return [self._clip_by_norm(g) for g in grads]
-        if self.global_clipnorm and self.global_clipnorm > 0:
-            return self._clip_by_global_norm(grads, float(self.global_clipnorm))
-        if self.clipvalue and self.clipvalue > 0:
-            v = float(self.clipvalue)
-            return [np.clip(g, -v, v) for g in grads]
-        return grads
-
-    def _clip_by_norm(self, g: np.ndarray) -> np.ndarray:
-        # Keras: g * clipnorm / max(l2norm, clipnorm), in the gradient's dtype; a new array
-        # (the caller's gradient is never modified).
-        f = g.dtype.type
-        clipnorm = f(self.clipnorm)
-        norm = np.sqrt(self._sum_of_squares(g))
-        out = np.multiply(g, clipnorm)
-        if np.ndim(out) == 0:  # a scalar weight's gradient (NumPy gives a scalar, not an array)
-            return np.asarray(out / max(norm, clipnorm), dtype=g.dtype)
-        np.divide(out, max(norm, clipnorm), out=out)
-        return out
-
-    def _sum_of_squares(self, g: np.ndarray):
-        """sum(g * g) in g's dtype, reduced as NumPy does (a scratch buffer holds g * g)."""
-        t = self._scratch(0, g)
-        np.square(g, out=t)
-        return np.sum(t)
-
-    def _clip_by_global_norm(self, grads: List[np.ndarray], clip_norm: float):
-        # Keras: scale = clip_norm * min(1 / norm, 1 / clip_norm) + (norm - norm) in the
-        # gradients' dtype, so a non-finite norm turns every gradient into NaN.
-        f = grads[0].dtype.type
-        total = np.sum(np.array([self._sum_of_squares(g) for g in grads], dtype=f))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            norm = np.sqrt(total)
-            c = f(clip_norm)
-            scale = c * min(f(1) / norm, f(1) / c) + (norm - norm)
-        if scale == 1:
-            return grads                  # multiplying by one changes nothing
-        return [g * scale for g in grads]
 
     # ------------------------------------------------------------- updating
     def scale_loss(self, loss):
@@ -593,33 +321,6 @@ class Optimizer:
     def update_step(self, gradient: np.ndarray, variable, learning_rate: float) -> None:
         """Updates ``variable.value`` in place from `gradient` (subclasses implement it)."""
         raise NotImplementedError
-
-    # ------------------------------------------------------------------- EMA
-    def _update_model_variables_moving_average(self, trainable_variables) -> None:
-        first = self.iterations == 0
-        for var, average in zip(trainable_variables, self._model_variables_moving_average):
-            value = _value_of(var)
-            f = value.dtype.type         # momentum and 1 - momentum in the variable's dtype
-            momentum = f(0) if first else f(self.ema_momentum)
-            t = self._scratch(0, value)
-            np.multiply(average, momentum, out=average)
-            np.multiply(value, f(1) - momentum, out=t)
-            np.add(average, t, out=average)
-
-    def _overwrite_model_variables_with_average_value(self, trainable_variables) -> None:
-        averages = self._model_variables_moving_average
-        if len(trainable_variables) != len(averages):
-            raise ValueError(
-                f"The length of model variables ({len(trainable_variables)}) to override does "
-                "not match the length of model variables stored in the optimizer "
-                f"({len(averages)}). Please check if the optimizer was called on your model.")
-        for var, average in zip(trainable_variables, averages):
-            _value_of(var)[...] = average
-
-    def finalize_variable_values(self, var_list) -> None:
-        """With ``use_ema``, overwrites the variables with their moving averages."""
-        if self.use_ema:
-            self._overwrite_model_variables_with_average_value(list(var_list))
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict:
