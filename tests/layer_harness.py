@@ -8,27 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from finite_differences import numeric_gradient  # noqa: F401 (re-exported)
 from rnnfast.layers import Context
-
-EPS = 1e-6
-
-
-def numeric_gradient(f, arr, eps=EPS):
-    """Central differences of the scalar f() with respect to `arr`, which is
-    perturbed in place (and restored)."""
-    g = np.zeros(arr.shape)
-    flat, gflat = arr.reshape(-1), g.reshape(-1)
-    assert np.shares_memory(flat, arr) or flat.size == 0
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return g
-
 
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]

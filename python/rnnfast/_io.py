@@ -11,6 +11,20 @@ class FormatError(ValueError):
     forged or of another version (``rnnfast.saving.FormatError``)."""
 
 
+H5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def file_head(path, what="model file") -> bytes:
+    """The first 8 bytes of a model file, after checking that it is one (a clear
+    error for a missing path or a directory)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No {what} at {path!r}")
+    if os.path.isdir(path):
+        raise FormatError(f"{path} is a directory, not a {what}")
+    with open(path, "rb") as f:
+        return f.read(8)
+
+
 def atomic_write(path, write) -> None:
     """Calls write(f) on a temporary file beside `path`, then renames it into
     place, so that an interrupted save never leaves a half-written file there."""

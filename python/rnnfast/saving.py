@@ -47,13 +47,8 @@ MODEL_CLASSES = ("Sequential", "Functional")
 
 def _file_kind(path):
     """"rnnfast", "keras" (a .keras zip) or "h5" (HDF5), by content."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path!r}")
-    if os.path.isdir(path):
-        raise FormatError(f"{path} is a directory, not a model file")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head == b"\x89HDF\r\n\x1a\n":
+    head = _io.file_head(path)
+    if head == _io.H5_MAGIC:
         return "h5"
     if head.startswith(b"PK"):
         try:

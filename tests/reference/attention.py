@@ -7,9 +7,8 @@ import math
 import numpy as np
 
 
-def luong_attention(q, v, k=None, scale=None, score_mode="dot", concat_weight=1.0,
-                    q_mask=None, v_mask=None, causal=False):
-    """(output, weights) for query q [B, Tq, D], value v [B, Tv, Dv], key k."""
+def _attend(score, q, v, k, q_mask, v_mask, causal):
+    """(output, weights) with score(b, i, j) the raw score of query i and key j."""
     k = v if k is None else k
     B, Tq, _ = q.shape
     Tv = v.shape[1]
@@ -17,40 +16,8 @@ def luong_attention(q, v, k=None, scale=None, score_mode="dot", concat_weight=1.
     weights = np.zeros((B, Tq, Tv))
     for b in range(B):
         for i in range(Tq):
-            s = np.zeros(Tv)
+            s = np.array([score(q[b, i], k[b, j]) for j in range(Tv)])
             for j in range(Tv):
-                if score_mode == "dot":
-                    s[j] = sum(q[b, i, d] * k[b, j, d] for d in range(q.shape[2]))
-                    if scale is not None:
-                        s[j] *= scale
-                else:
-                    a = q[b, i] + k[b, j]
-                    if scale is not None:
-                        a = scale * a
-                    s[j] = concat_weight * sum(math.tanh(x) for x in a)
-                allowed = (v_mask is None or v_mask[b, j]) and (not causal or j <= i)
-                if not allowed:
-                    s[j] -= 1e9
-            e = np.exp(s - s.max())
-            w = e / e.sum()
-            weights[b, i] = w
-            if q_mask is None or q_mask[b, i]:
-                out[b, i] = sum(w[j] * v[b, j] for j in range(Tv))
-    return out, weights
-
-
-def bahdanau_attention(q, v, k=None, scale=None, q_mask=None, v_mask=None, causal=False):
-    k = v if k is None else k
-    B, Tq, D = q.shape
-    Tv = v.shape[1]
-    out = np.zeros((B, Tq, v.shape[2]))
-    weights = np.zeros((B, Tq, Tv))
-    for b in range(B):
-        for i in range(Tq):
-            s = np.zeros(Tv)
-            for j in range(Tv):
-                s[j] = sum((1.0 if scale is None else scale[d]) * math.tanh(q[b, i, d] + k[b, j, d])
-                           for d in range(D))
                 if not ((v_mask is None or v_mask[b, j]) and (not causal or j <= i)):
                     s[j] -= 1e9
             e = np.exp(s - s.max())
@@ -59,6 +26,29 @@ def bahdanau_attention(q, v, k=None, scale=None, q_mask=None, v_mask=None, causa
             if q_mask is None or q_mask[b, i]:
                 out[b, i] = sum(w[j] * v[b, j] for j in range(Tv))
     return out, weights
+
+
+def luong_attention(q, v, k=None, scale=None, score_mode="dot", concat_weight=1.0,
+                    q_mask=None, v_mask=None, causal=False):
+    """(output, weights) for query q [B, Tq, D], value v [B, Tv, Dv], key k:
+    dot scores q.k (times scale), or concat_weight * sum(tanh(scale * (q + k)))."""
+    def score(qi, kj):
+        if score_mode == "dot":
+            s = sum(a * b for a, b in zip(qi, kj))
+            return s if scale is None else s * scale
+        a = qi + kj if scale is None else scale * (qi + kj)
+        return concat_weight * sum(math.tanh(x) for x in a)
+
+    return _attend(score, q, v, k, q_mask, v_mask, causal)
+
+
+def bahdanau_attention(q, v, k=None, scale=None, q_mask=None, v_mask=None, causal=False):
+    """Additive scores sum_d scale_d * tanh(q_d + k_d) (scale 1 without one)."""
+    def score(qi, kj):
+        return sum((1.0 if scale is None else scale[d]) * math.tanh(qi[d] + kj[d])
+                   for d in range(len(qi)))
+
+    return _attend(score, q, v, k, q_mask, v_mask, causal)
 
 
 def batch_dot(x, y, ax, ay, normalize=False):

@@ -8,6 +8,8 @@
 import numpy as np
 import pytest
 
+from finite_differences import numeric_gradient
+
 from . import (gru_backward, gru_forward, kink_distance, lstm_backward,
                lstm_forward, simple_rnn_backward, simple_rnn_forward)
 
@@ -92,17 +94,7 @@ def _loss(cell, out, weights):
 
 def _numeric_grad(f, a):
     """Central differences of scalar f() w.r.t. array a (perturbed in place)."""
-    g = np.zeros_like(a)
-    flat = a.reshape(-1)  # a view: writes go into a
-    for k in range(flat.size):
-        orig = flat[k]
-        flat[k] = orig + EPS
-        lp = f()
-        flat[k] = orig - EPS
-        lm = f()
-        flat[k] = orig
-        g.reshape(-1)[k] = (lp - lm) / (2 * EPS)
-    return g
+    return numeric_gradient(f, a, EPS)
 
 
 GRAD_KEY = {"x": "dx", "kernel": "dkernel",

@@ -43,11 +43,10 @@ from .. import _budget
 from ..layers.rnn.base import RNN
 from ..layers.rnn.bidirectional import Bidirectional
 from ..layers.rnn.time_distributed import TimeDistributed
-from .._io import FormatError
+from .._io import H5_MAGIC, FormatError, file_head
 from .._io import write_bytes_atomically as write_atomically
 from ._common import ConversionError, require_h5py
 
-H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAX_JSON_BYTES = 64 * 1024 * 1024
 # Deflate cannot expand data more than about 1032:1, so a member that claims
 # more than this multiple of the archive's size is forged.
@@ -85,12 +84,7 @@ def from_keras(path_or_model, *, compile=True, custom_objects=None):
     """
     if isinstance(path_or_model, (str, bytes, os.PathLike)):
         path = os.fsdecode(path_or_model)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"No Keras model file at {path!r}")
-        if os.path.isdir(path):
-            raise FormatError(f"{path} is a directory; from_keras reads .keras and .h5 files")
-        with open(path, "rb") as f:
-            head = f.read(8)
+        head = file_head(path, "Keras model file")
         if head.startswith(b"PK"):
             return _read_keras_zip(path, compile, custom_objects)
         if head == H5_MAGIC:

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from . import _common
-from .seq2seq import CHARS, decode, encode, make_questions
+from .seq2seq import CHARS, check_args, encode, make_questions, report
 
 EPOCHS_FULL, EPOCHS_QUICK = 12, 8
 
@@ -76,28 +76,9 @@ def run(quick=False, epochs=None, seed=42, verbose=1, out=None, digits=None, n_t
     with _common.redirect_stdout(out):
         model.fit(X_train, Y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
                   validation_data=(X_valid, Y_valid), callbacks=[timer])
-    predicted = model.predict(X_test, verbose=0, batch_size=512).argmax(axis=-1)
-    exact = np.all(predicted == Y_test, axis=1)
-    _, counts = np.unique(test_answers, return_counts=True)
-    results = {"exact_match": float(exact.mean()),
-               "char_accuracy": float((predicted == Y_test).mean()),
-               "baseline": float(counts.max() / len(test_answers)),
-               "seconds_per_epoch": timer.seconds_per_epoch, "params": model.count_params(),
-               "seconds": float(sum(timer.times))}
-    print("\nheld-out questions:", file=out)
-    for i in range(8):
-        q = decode(np.argmax(X_test[i], axis=-1))[::-1]
-        mark = "ok" if exact[i] else f"wrong, expected {test_answers[i].strip()}"
-        print(f"  {q.strip():>{2 * digits + 1}} = {decode(predicted[i]).strip():<{digits + 1}} "
-              f"{mark}", file=out)
-    rows = [["most frequent answer (constant)", "", "", f"{results['baseline']:.3f}", ""],
-            [f"LSTM({units}, return_state) -> [RepeatVector, states] -> LSTM({units}) -> "
-             f"TimeDistributed(Dense({len(CHARS)}))", f"{results['params']:,}",
-             f"{results['char_accuracy']:.3f}", f"{results['exact_match']:.3f}",
-             f"{results['seconds_per_epoch']:.2f}"]]
-    print("\n" + _common.table(["model", "params", "character accuracy", "exact match",
-                                "s/epoch"], rows), file=out)
-    return results
+    return report(model, X_test, Y_test, test_answers, digits, True, timer, out,
+                  f"LSTM({units}, return_state) -> [RepeatVector, states] -> LSTM({units}) -> "
+                  f"TimeDistributed(Dense({len(CHARS)}))")
 
 
 def main(argv=None, prog=None):
@@ -108,16 +89,7 @@ def main(argv=None, prog=None):
     p.add_argument("--units", type=int, default=None, help="default 128, or 64 with --quick")
     args = p.parse_args(argv)
     kw = _common.common_args(p, args)
-    if args.digits is not None and not 1 <= args.digits <= 9:
-        p.error("--digits must be between 1 and 9")
-    for name in ("train", "units"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name} must be positive")
-    digits = args.digits or (2 if args.quick else 3)
-    n_train = args.train or (6000 if args.quick else 60000)
-    if n_train + 2 * max(1, min(5000, n_train // 10)) > 100 ** digits:
-        p.error(f"--train {n_train}: there are only {100 ** digits} distinct {digits}-digit "
-                f"questions (train + held out must fit)")
+    check_args(p, args, 60000, lambda n: 2 * max(1, min(5000, n // 10)))
     run(digits=args.digits, n_train=args.train, units=args.units, **kw)
     return 0
 

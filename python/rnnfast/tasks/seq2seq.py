@@ -96,30 +96,52 @@ def run(quick=False, epochs=None, seed=42, verbose=1, out=None, digits=None, n_t
     with _common.redirect_stdout(out):
         model.fit(X_train, Y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
                   validation_data=(X_valid, Y_valid), callbacks=[timer])
-    predicted = model.predict(X_test, verbose=0).argmax(axis=-1)
+    return report(model, X_test, Y_test, test_answers, digits, reverse, timer, out,
+                  f"LSTM({units}) -> RepeatVector({digits + 1}) -> LSTM({units}) -> "
+                  f"TimeDistributed(Dense({len(CHARS)}))")
+
+
+def report(model, X_test, Y_test, test_answers, digits, reverse, timer, out, description):
+    """Scores held-out questions, prints eight of them and the results table;
+    returns {"exact_match", "char_accuracy", "baseline", "seconds_per_epoch", ...}."""
+    predicted = model.predict(X_test, verbose=0, batch_size=512).argmax(axis=-1)
     exact = np.all(predicted == Y_test, axis=1)
     _, counts = np.unique(test_answers, return_counts=True)
     results = {"exact_match": float(exact.mean()),
                "char_accuracy": float((predicted == Y_test).mean()),
                # The best constant guess: always the most frequent answer.
                "baseline": float(counts.max() / len(test_answers)),
-               "seconds_per_epoch": timer.seconds_per_epoch, "params": model.count_params()}
+               "seconds_per_epoch": timer.seconds_per_epoch, "params": model.count_params(),
+               "seconds": float(sum(timer.times))}
 
     print("\nheld-out questions:", file=out)
-    for i in range(8):
+    for i in range(min(8, len(X_test))):
         q = decode(np.argmax(X_test[i], axis=-1))
         q = q[::-1] if reverse else q
         mark = "ok" if exact[i] else f"wrong, expected {test_answers[i].strip()}"
         print(f"  {q.strip():>{2 * digits + 1}} = {decode(predicted[i]).strip():<{digits + 1}} "
               f"{mark}", file=out)
     rows = [["most frequent answer (constant)", "", "", f"{results['baseline']:.3f}", ""],
-            [f"LSTM({units}) -> RepeatVector({digits + 1}) -> LSTM({units}) -> "
-             f"TimeDistributed(Dense({len(CHARS)}))", f"{results['params']:,}",
-             f"{results['char_accuracy']:.3f}", f"{results['exact_match']:.3f}",
-             f"{results['seconds_per_epoch']:.2f}"]]
+            [description, f"{results['params']:,}", f"{results['char_accuracy']:.3f}",
+             f"{results['exact_match']:.3f}", f"{results['seconds_per_epoch']:.2f}"]]
     print("\n" + _common.table(["model", "params", "character accuracy", "exact match",
                                 "s/epoch"], rows), file=out)
     return results
+
+
+def check_args(p, args, default_train, held_out):
+    """Validates --digits, --train and --units; held_out(n) is the number of
+    held-out questions kept beside n training ones."""
+    if args.digits is not None and not 1 <= args.digits <= 9:
+        p.error("--digits must be between 1 and 9")
+    for name in ("train", "units"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be positive")
+    digits = args.digits or (2 if args.quick else 3)
+    n_train = args.train or (6000 if args.quick else default_train)
+    if n_train + held_out(n_train) > 100 ** digits:
+        p.error(f"--train {n_train}: there are only {100 ** digits} distinct {digits}-digit "
+                f"questions (train + held out must fit)")
 
 
 def main(argv=None, prog=None):
@@ -131,16 +153,7 @@ def main(argv=None, prog=None):
     p.add_argument("--no-reverse", action="store_true", help="read the questions forwards")
     args = p.parse_args(argv)
     kw = _common.common_args(p, args)
-    if args.digits is not None and not 1 <= args.digits <= 9:
-        p.error("--digits must be between 1 and 9")
-    for name in ("train", "units"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name} must be positive")
-    digits = args.digits or (2 if args.quick else 3)
-    n_train = args.train or (6000 if args.quick else 50000)
-    if n_train + 2 * max(1, n_train // 10) > 100 ** digits:
-        p.error(f"--train {n_train}: there are only {100 ** digits} distinct {digits}-digit "
-                f"questions (train + 20% held out must fit)")
+    check_args(p, args, 50000, lambda n: 2 * max(1, n // 10))
     run(digits=args.digits, n_train=args.train, units=args.units, reverse=not args.no_reverse,
         **kw)
     return 0
