@@ -5,7 +5,7 @@ Without Keras, TensorFlow or torch: the committed fixtures in tests/data
 .npz, with Keras's and torch's own outputs; tests/data/make_interop_fixtures.py
 made them) load to models with the same predictions, round trips through
 rnnfast's writers keep predictions, and broken, forged or unsupported files
-raise clear errors. h5py (the optional dependency for Keras files) is needed
+raise clear errors. h5py (a dependency, for Keras files) is needed
 by the tests that read or write HDF5. With keras or torch importable, the
 live round trips run too: rnnfast -> .keras -> keras.models.load_model,
 Keras -> rnnfast -> Keras, torch -> rnnfast -> torch.
@@ -38,7 +38,7 @@ try:
     import h5py
 except ImportError:
     h5py = None
-needs_h5py = pytest.mark.skipif(h5py is None, reason="h5py (rnnfast[keras]) is not installed")
+needs_h5py = pytest.mark.skipif(h5py is None, reason="h5py is not installed")
 
 # fixture file -> key of its inputs and predictions in keras_expected.npz
 KERAS_FILES = {"keras3_stack.keras": "stack", "keras3_stack.h5": "stack",
@@ -239,7 +239,7 @@ def test_without_h5py_the_error_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now fails
     for call in (lambda: from_keras(keras_file), lambda: from_keras(h5_file),
                  lambda: to_keras(model, tmp_path / "m.keras")):
-        with pytest.raises(ImportError, match=r"pip install h5py .*rnnfast\[keras\]"):
+        with pytest.raises(ImportError, match=r"needs h5py: pip install h5py"):
             call()
 
 

@@ -12,13 +12,12 @@ class ConversionError(ValueError):
 
 
 def require_h5py():
-    """h5py, imported on first use: it is an optional dependency."""
+    """h5py, imported on first use (a dependency, but a broken install may lack it)."""
     try:
         import h5py
     except ImportError:
-        raise ImportError("Keras model files keep their weights in HDF5, which needs h5py, an "
-                          "optional dependency of rnnfast: pip install h5py (or pip install "
-                          "'rnnfast[keras]')") from None
+        raise ImportError("Keras model files keep their weights in HDF5, which needs h5py: pip "
+                          "install h5py") from None
     return h5py
 
 
