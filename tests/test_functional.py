@@ -346,3 +346,25 @@ def test_scalar_weights_train_with_every_optimizer(optimizer, clip):
     after = att.get_weights()
     assert all(a.shape == () for a in after)
     assert any(a != b for a, b in zip(after, before))
+
+
+def test_layer_outputs_make_sub_models_and_helper_functions():
+    """Keras idioms: Model(model.input, model.get_layer(...).output), and the
+    lowercase merge functions (keras.layers.concatenate, ...)."""
+    inp = keras.Input((5, 3), name="x")
+    h = layers.LSTM(4, return_sequences=True, name="features")(inp)
+    a, b = layers.Dense(2, name="a")(h), layers.Dense(2, name="b")(h)
+    merged = layers.concatenate([layers.add([a, b]), layers.multiply([a, b]),
+                                 layers.subtract([a, b]), layers.average([a, b]),
+                                 layers.maximum([a, b]), layers.minimum([a, b])])
+    out = layers.dot([layers.Dense(3)(merged), layers.Dense(3)(merged)], axes=2)
+    model = keras.Model(inp, out)
+    assert model.input is inp and model.output is out
+    assert model.input_shape == (None, 5, 3) and model.output_shape == (None, 5, 5)
+    features = keras.Model(model.input, model.get_layer("features").output)
+    x = rand(2, 5, 3)
+    np.testing.assert_allclose(features.predict(x, verbose=0),
+                               model.get_layer("features")(x), rtol=1e-12)
+    assert features.get_layer("features") is model.get_layer("features")  # shared weights
+    with pytest.raises(AttributeError, match="never been called"):
+        _ = layers.Dense(2).output

@@ -10,7 +10,8 @@ from .core import Activation, Dense, Dropout, Flatten, Masking, RepeatVector
 from .embedding import Embedding
 from .input_layer import Input, InputLayer
 from .lambda_layer import Lambda
-from .merging import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
+from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .reshaping import Permute, Reshape
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
@@ -32,5 +33,6 @@ def get(identifier):
     return deserialize(identifier)
 
 
-__all__ = sorted(LAYERS) + ["Context", "Input", "KerasTensor", "Layer", "Variable", "deserialize",
-                            "get", "register", "serialize"]
+__all__ = sorted(LAYERS) + ["Context", "Input", "KerasTensor", "Layer", "Variable", "add", "average",
+                            "concatenate", "deserialize", "dot", "get", "maximum", "minimum",
+                            "multiply", "register", "serialize", "subtract"]

@@ -38,8 +38,7 @@ class InputLayer(Layer):
         self.input_dtype = str(np.dtype(dtype or _config.floatx()))
         self.output_dtype = self.input_dtype
         self.built = True
-        self.output = KerasTensor(self.batch_shape, self.input_dtype, name=self.name)
-        Node(self, [], {}, self.output)
+        Node(self, [], {}, KerasTensor(self.batch_shape, self.input_dtype, name=self.name))
 
     def forward(self, ctx, inputs, training=False, mask=None):
         return inputs

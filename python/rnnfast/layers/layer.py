@@ -321,6 +321,22 @@ class Layer:
         """Runs the layer (no gradient bookkeeping kept)."""
         return self.forward(Context(), inputs, training=training, mask=mask, **kwargs)
 
+    def _first_node(self, what):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called on symbolic tensors "
+                                 f"and thus has no defined {what}.")
+        return self._inbound_nodes[0]
+
+    @property
+    def input(self):
+        """The symbolic input(s) of the layer's first call (Keras's layer.input)."""
+        return self._first_node("input").inputs
+
+    @property
+    def output(self):
+        """The symbolic output(s) of the layer's first call (Keras's layer.output)."""
+        return self._first_node("output").output_structure
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

@@ -179,6 +179,24 @@ class Functional(Model):
         return list(self._layers)
 
     @property
+    def input(self):
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        return self._outputs_struct
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self._flat_inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self._flat_outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
     def inputs(self):
         return list(self._flat_inputs)
 
