@@ -368,3 +368,47 @@ def test_layer_outputs_make_sub_models_and_helper_functions():
     assert features.get_layer("features") is model.get_layer("features")  # shared weights
     with pytest.raises(AttributeError, match="never been called"):
         _ = layers.Dense(2).output
+
+
+def test_keras_lstm_seq2seq_program_with_inference_models():
+    """Keras's character-level seq2seq example (teacher forcing), with its
+    separate encoder and decoder models for inference sharing the trained
+    layers: the decoding loop reproduces the training model's outputs."""
+    keras.backend.set_floatx("float32")
+    tokens, latent, T_in, T_out = 6, 8, 5, 4
+    encoder_inputs = keras.Input(shape=(None, tokens))
+    encoder = keras.layers.LSTM(latent, return_state=True)
+    _, state_h, state_c = encoder(encoder_inputs)
+    encoder_states = [state_h, state_c]
+    decoder_inputs = keras.Input(shape=(None, tokens))
+    decoder_lstm = keras.layers.LSTM(latent, return_sequences=True, return_state=True)
+    decoder_outputs, _, _ = decoder_lstm(decoder_inputs, initial_state=encoder_states)
+    decoder_dense = keras.layers.Dense(tokens, activation="softmax")
+    decoder_outputs = decoder_dense(decoder_outputs)
+    model = keras.Model([encoder_inputs, decoder_inputs], decoder_outputs)
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    enc = np.eye(tokens, dtype="float32")[rng.integers(0, tokens, (64, T_in))]
+    dec = np.eye(tokens, dtype="float32")[rng.integers(0, tokens, (64, T_out))]
+    target = np.roll(dec, -1, axis=1)
+    history = model.fit([enc, dec], target, batch_size=16, epochs=3, validation_split=0.2,
+                        verbose=0)
+    assert sorted(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+
+    encoder_model = keras.Model(encoder_inputs, encoder_states)
+    decoder_state_input_h = keras.Input(shape=(latent,))
+    decoder_state_input_c = keras.Input(shape=(latent,))
+    decoder_states_inputs = [decoder_state_input_h, decoder_state_input_c]
+    decoder_outputs, state_h, state_c = decoder_lstm(decoder_inputs,
+                                                     initial_state=decoder_states_inputs)
+    decoder_model = keras.Model([decoder_inputs] + decoder_states_inputs,
+                                [decoder_dense(decoder_outputs), state_h, state_c])
+    states = encoder_model.predict(enc[:3], verbose=0)
+    assert isinstance(states, list) and states[0].shape == (3, latent)
+    steps = []
+    for t in range(T_out):  # one step at a time, carrying the states
+        out, h, c = decoder_model.predict([dec[:3, t:t + 1]] + states, verbose=0)
+        steps.append(out[:, 0])
+        states = [h, c]
+    np.testing.assert_allclose(np.stack(steps, 1), model.predict([enc[:3], dec[:3]], verbose=0),
+                               rtol=1e-5, atol=1e-6)
