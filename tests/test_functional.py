@@ -191,7 +191,7 @@ def test_multi_output_lists_and_partial_losses():
     x, ya, yb = rand(6, 3), rand(6, 2, seed=1), rand(6, 1, seed=2)
     model.compile(optimizer="sgd", loss=["mse", None], metrics=[["mae"], []])
     logs = model.train_on_batch(x, [ya, yb], return_dict=True)
-    assert sorted(logs) == ["a_loss", "a_mae", "loss"]
+    assert sorted(logs) == ["a_mae", "loss"]  # one loss: no per-output loss entries (Keras)
     # An output without a loss gets no gradient: b's weights stay as they were.
     before = model.get_layer("b").get_weights()
     model.fit(x, [ya, yb], epochs=2, verbose=0)
@@ -215,6 +215,8 @@ def test_dict_inputs():
     np.testing.assert_allclose(model.predict([x["a"], x["b"]], verbose=0), p1)
     with pytest.raises(ValueError, match=r"missing input\(s\) \['b'\]"):
         model.predict({"a": x["a"]}, verbose=0)
+    with pytest.warns(UserWarning, match=r"input\(s\) \['c'\] match no model input"):
+        model.predict({**x, "c": x["a"]}, verbose=0)
 
 
 def test_structure_queries_and_summary(capsys):
@@ -412,3 +414,114 @@ def test_keras_lstm_seq2seq_program_with_inference_models():
         states = [h, c]
     np.testing.assert_allclose(np.stack(steps, 1), model.predict([enc[:3], dec[:3]], verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_nested_model_passes_its_output_mask_on():
+    i = keras.Input((None,), dtype="int32")
+    inner = keras.Model(i, layers.Embedding(10, 4, mask_zero=True)(i))
+    a = keras.Input((None,), dtype="int32")
+    model = keras.Model(a, layers.LSTM(3)(inner(a)))
+    seqs = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5, 8, 9]]
+    batch = model.predict(keras.utils.pad_sequences(seqs, maxlen=6, padding="post"), verbose=0)
+    for k, s in enumerate(seqs):
+        np.testing.assert_allclose(batch[k], model.predict(np.array([s]), verbose=0)[0],
+                                   rtol=1e-12)
+
+
+def test_one_mask_goes_with_the_first_output_only():
+    """Attention's output carries the query mask; its scores output does not."""
+    q_in = keras.Input((4,), dtype="int32")
+    v = keras.Input((5, 3))
+    q = layers.Embedding(7, 3, mask_zero=True)(q_in)
+    out, scores = layers.Attention()([q, v], return_attention_scores=True)
+    model = keras.Model([q_in, v], [out, scores])
+    model.compile(loss=["mse", "mse"], optimizer="sgd")
+    xq = np.array([[1, 2, 0, 0], [3, 0, 0, 0]])
+    xv = rand(2, 5, 3)
+    y = [rand(2, 4, 3, seed=1), rand(2, 4, 5, seed=2)]
+    po, ps = model.predict([xq, xv], verbose=0)
+    valid = xq != 0
+    want_out = np.mean(((po - y[0]) ** 2).mean(-1)[valid])
+    want_scores = np.mean((ps - y[1]) ** 2)
+    logs = model.evaluate([xq, xv], y, verbose=0, return_dict=True)
+    names = model.output_names
+    np.testing.assert_allclose(logs[f"{names[0]}_loss"], want_out, rtol=1e-10)
+    np.testing.assert_allclose(logs[f"{names[1]}_loss"], want_scores, rtol=1e-10)
+    check_model_gradients(model, [xq, xv], y)
+
+
+def test_activity_regularizers_per_batch_and_inside_nested_models():
+    """Keras 3 divides an activity penalty by the batch size; a nested model's
+    penalties count in the loss as their gradients count in the step."""
+    i = keras.Input((5, 3))
+    inner = keras.Model(i, layers.Dense(4, activity_regularizer=keras.regularizers.L2(0.1))(i))
+    a = keras.Input((5, 3))
+    model = keras.Model(a, layers.LSTM(2, activity_regularizer=keras.regularizers.L1(0.05))(
+        inner(a)))
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = rand(3, 5, 3), rand(3, 2, seed=1)
+    check_model_gradients(model, x, y)
+    hidden = inner.predict(x, verbose=0)
+    pred = model.predict(x, verbose=0)
+    want = np.mean((pred - y) ** 2) + 0.1 * np.sum(hidden ** 2) / 3 + 0.05 * np.sum(np.abs(pred)) / 3
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), want, rtol=1e-10)
+
+
+def test_class_weight_does_not_weight_the_validation_split():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(inp))
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    x, y = rand(10, 3), np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+    h = model.fit(x, y, class_weight={0: 0.2, 1: 1.0, 2: 3.0}, validation_split=0.3,
+                  shuffle=False, epochs=1, verbose=0)
+    np.testing.assert_allclose(h.history["val_loss"][0], model.evaluate(x[7:], y[7:], verbose=0),
+                               rtol=1e-6)
+
+
+def test_metric_names_are_unique_as_in_keras():
+    inp = keras.Input((3,))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(inp))
+    model.compile(loss="categorical_crossentropy", optimizer="sgd",
+                  metrics=["accuracy", "mae", "mae"], weighted_metrics=["accuracy"])
+    x, labels = rand(6, 3), np.array([0, 1, 2, 0, 1, 2])
+    y = np.eye(3)[labels]
+    sw = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    logs = model.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "accuracy", "mae", "mae_1", "weighted_accuracy"]
+    hit = model.predict(x, verbose=0).argmax(-1) == labels
+    np.testing.assert_allclose(logs["accuracy"], hit.mean(), rtol=1e-6)
+    np.testing.assert_allclose(logs["weighted_accuracy"], (hit * sw).sum() / sw.sum(), rtol=1e-6)
+
+
+def test_clear_errors_for_mismatched_targets_and_metrics():
+    inp = keras.Input((3,))
+    a, b = layers.Dense(2, name="a")(inp), layers.Dense(1, name="b")(inp)
+    two = keras.Model(inp, [a, b])
+    with pytest.raises(ValueError, match=r"metrics: the model has 2 outputs \['a', 'b'\]; pass a "
+                                         r"dict keyed by output name"):
+        two.compile(loss="mse", optimizer="sgd", metrics=["mae", "mse", "mape"])
+    one = keras.Model(inp, a)
+    one.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match="y: the model has one of them, got a list of 2 arrays"):
+        one.fit(rand(4, 3), [rand(4, 2), rand(4, 2)], verbose=0)
+    seq_a, seq_b = keras.Input((None, 2)), keras.Input((None, 2))
+    summed = keras.Model([seq_a, seq_b], layers.Add(name="sum")([seq_a, seq_b]))
+    with pytest.raises(ValueError, match=r"Add 'sum' cannot merge inputs of shapes "
+                                         r"\[\(1, 3, 2\), \(1, 4, 2\)\]"):
+        summed.predict([rand(1, 3, 2), rand(1, 4, 2)], verbose=0)
+    with pytest.raises(ValueError, match=r"the loss 'mse' cannot compare targets of shape "
+                                         r"\(4, 3\) with predictions of shape \(4, 2\)"):
+        one.fit(rand(4, 3), rand(4, 3), verbose=0)
+
+
+def test_nested_functional_output_index_in_configs():
+    i = keras.Input((5, 3))
+    inner = keras.Model(i, layers.LSTM(4)(i), name="inner")
+    a = keras.Input((5, 3), name="a")
+    model = keras.Model(a, inner(a))
+    # Keras counts a nested functional model's construction as its node 0.
+    assert model.get_config()["output_layers"] == ["inner", 1, 0]
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    x = rand(2, 5, 3)
+    np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -242,3 +242,118 @@ def test_sequential_keras_file_via_save(tmp_path):
     assert type(loaded).__name__ == "Sequential"
     np.testing.assert_allclose(loaded.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def _compile_both(k, r, **kw):
+    for m, K in ((k, keras_ref), (r, rnnfast)):
+        m.compile(optimizer=K.optimizers.SGD(learning_rate=0.1), **kw)
+
+
+def test_masks_nested_models_and_initial_state_quirk_match_keras():
+    """A nested model passes its output mask on; an RNN given initial_state
+    tensors runs unmasked (Keras fills in the mask only for a call with one
+    tensor argument) while its outputs keep the mask."""
+    def build(K):
+        K.utils.set_random_seed(8)
+        i = K.Input((None,), dtype="int32")
+        inner = K.Model(i, K.layers.Embedding(10, 4, mask_zero=True)(i), name="emb_model")
+        a = K.Input((None,), dtype="int32", name="ids")
+        seq, h, c = K.layers.LSTM(3, return_sequences=True, return_state=True, name="enc")(inner(a))
+        dec = K.layers.LSTM(3, return_sequences=True, name="dec")(seq, initial_state=[h, c])
+        return K.Model(a, K.layers.Dense(2, name="head")(dec))
+
+    k, r = both(build)
+    x = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 0, 0, 0, 0], [5, 3, 5, 0, 0, 0]], "int32")
+    np.testing.assert_allclose(r.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    y = np.random.default_rng(0).standard_normal((3, 6, 2)).astype("float32")
+    _compile_both(k, r, loss="mse")
+    np.testing.assert_allclose(r.evaluate(x, y, verbose=0), k.evaluate(x, y, verbose=0),
+                               rtol=1e-5)
+
+
+@pytest.mark.skipif(not TRAINABLE, reason="Keras's numpy backend cannot train")
+def test_activity_penalties_scores_masks_and_log_names_match_keras():
+    def build(K):
+        K.utils.set_random_seed(9)
+        i = K.Input((5, 3))
+        inner = K.Model(i, K.layers.Dense(4, activity_regularizer=K.regularizers.L2(0.1))(i),
+                        name="inner")
+        q_ids = K.Input((4,), dtype="int32", name="q")
+        v_in = K.Input((5, 3), name="v")
+        q = K.layers.Embedding(7, 4, mask_zero=True, name="emb")(q_ids)
+        v = K.layers.LSTM(4, return_sequences=True, name="v_rnn",
+                          activity_regularizer=K.regularizers.L1(0.05))(inner(v_in))
+        out, scores = K.layers.Attention(name="att")([q, v], return_attention_scores=True)
+        return K.Model([q_ids, v_in], [K.layers.Dense(3, name="out")(out),
+                                       K.layers.Activation("linear", name="scores")(scores)])
+
+    k, r = both(build)
+    rng = np.random.default_rng(3)
+    x = [np.array([[1, 2, 0, 0], [3, 4, 5, 0], [6, 0, 0, 0]], "int32"),
+         rng.standard_normal((3, 5, 3)).astype("float32")]
+    y = [rng.standard_normal((3, 4, 3)).astype("float32"),
+         rng.random((3, 4, 5)).astype("float32")]
+    _compile_both(k, r, loss=["mse", "mse"], loss_weights=[1.0, 0.5],
+                  metrics=[["mae", "mae"], []], weighted_metrics=[["mae"], []])
+    # (Keras itself cannot take per-sample weights for these masked rank-3 outputs.)
+    lk = k.evaluate(x, y, verbose=0, return_dict=True)
+    lr = r.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(lr) == sorted(lk)
+    for key in lk:
+        np.testing.assert_allclose(lr[key], float(lk[key]), rtol=1e-5, err_msg=key)
+    k.train_on_batch(x, y)
+    r.train_on_batch(x, y)
+    for wk, wr, v in zip(k.get_weights(), r.get_weights(), r.weights):
+        np.testing.assert_allclose(wr, wk, rtol=2e-4, atol=2e-5, err_msg=v.path)
+
+
+@pytest.mark.skipif(not TRAINABLE, reason="Keras's numpy backend cannot train")
+def test_one_loss_of_two_outputs_and_class_weight_split_match_keras():
+    k, r = both(multi_output)
+    x = inputs_for(k)
+    x = np.concatenate([x, x[::-1], x])
+    y = [np.zeros((12, 2), "float32"), np.array([0, 2, 1, 2, 0, 1, 1, 0, 2, 2, 1, 0])]
+    _compile_both(k, r, loss=[None, "sparse_categorical_crossentropy"],
+                  metrics=[["mae"], ["accuracy"]])
+    ek, er = k.evaluate(x, y, verbose=0), r.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(er, ek, rtol=1e-5)
+    k2, r2 = both(lambda K: (lambda m: K.Model(m.input, m.outputs[1]))(multi_output(K)))
+    _compile_both(k2, r2, loss="sparse_categorical_crossentropy")
+    hk = k2.fit(x, y[1], class_weight={0: 0.2, 1: 1.0, 2: 3.0}, validation_split=0.25,
+                shuffle=False, epochs=2, batch_size=4, verbose=0)
+    hr = r2.fit(x, y[1], class_weight={0: 0.2, 1: 1.0, 2: 3.0}, validation_split=0.25,
+                shuffle=False, epochs=2, batch_size=4, verbose=0)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(hr.history[key], hk.history[key], rtol=1e-4, err_msg=key)
+
+
+def test_model_from_a_live_keras_config():
+    for name in ("encoder_decoder", "siamese", "attention_masks_key"):
+        k = CASES[name](keras_ref)
+        r = rnnfast.Model.from_config(k.get_config())
+        r.set_weights(k.get_weights())
+        x = inputs_for(k)
+        np.testing.assert_allclose(r.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+
+
+def test_nested_functional_output_in_files(tmp_path):
+    def build(K):
+        K.utils.set_random_seed(10)
+        i = K.Input((5, 3))
+        inner = K.Model(i, K.layers.LSTM(4)(i), name="inner")
+        a, b = K.Input((5, 3), name="a"), K.Input((5, 3), name="b")
+        return K.Model([a, b], [inner(a), K.layers.Dense(1, name="head")(inner(b))])
+
+    k, r = both(build)
+    x = [np.random.default_rng(i).standard_normal((2, 5, 3)).astype("float32") for i in range(2)]
+    want = k.predict(x, verbose=0)
+    k.save(tmp_path / "k.keras")
+    got = rnnfast.models.load_model(tmp_path / "k.keras").predict(x, verbose=0)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    r.save(tmp_path / "r.keras")
+    back = keras_ref.models.load_model(tmp_path / "r.keras").predict(x, verbose=0)
+    for g, w in zip(back, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

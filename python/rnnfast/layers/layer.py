@@ -350,12 +350,17 @@ class Layer:
         return mask if self.supports_masking else None
 
     def activity_penalty(self, outputs) -> float:
+        """The activity regularizer's penalty, divided by the batch size (Keras 3)."""
         if self.activity_regularizer is None:
             return 0.0
-        return float(self.activity_regularizer(outputs))
+        value = float(self.activity_regularizer(outputs))
+        return value / len(outputs) if np.ndim(outputs) > 0 and len(outputs) else value
 
     def activity_gradient(self, outputs):
-        return self.activity_regularizer.gradient(outputs)
+        g = self.activity_regularizer.gradient(outputs)
+        if np.ndim(outputs) > 0 and len(outputs):
+            g = g / np.asarray(outputs).dtype.type(len(outputs))
+        return g
 
     def _call_arg_names(self) -> tuple:
         """Names that extra positional call arguments bind to (after the inputs)."""

@@ -97,6 +97,11 @@ class _Merge(Layer):
     def forward(self, ctx, inputs, training=False, mask=None):
         self._check_inputs(inputs)
         originals, xs = self._aligned(inputs)
+        try:
+            np.broadcast_shapes(*[x.shape for x in xs])
+        except ValueError:
+            raise ValueError(f"{type(self).__name__} '{self.name}' cannot merge inputs of shapes "
+                             f"{[x.shape for x in originals]}") from None
         masks = self._expanded_masks(mask, xs)
         y = self._merge(xs, masks)
         if training:

@@ -10,6 +10,8 @@ upstream needs it: a first recurrent layer is asked for no input gradient.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import _tree
@@ -24,7 +26,7 @@ class _Step:
     """One node as the engine runs it: tensors are integer slots."""
 
     __slots__ = ("layer", "inputs", "kwargs", "outs", "multi", "in_slots", "all_in_slots",
-                 "weighted")
+                 "weighted", "kw_tensors", "nested")
 
     def __init__(self, node, slot_of):
         self.layer = node.layer
@@ -41,6 +43,8 @@ class _Step:
         self.all_in_slots = self.in_slots + [s.slot for s in _tree.flatten(list(self.kwargs.values()))
                                              if isinstance(s, _Slot)]
         self.weighted = bool(node.layer.weights)
+        self.kw_tensors = len(self.all_in_slots) > len(self.in_slots)
+        self.nested = isinstance(node.layer, Functional)
 
 
 class PreparedInputs(list):
@@ -149,9 +153,9 @@ class Functional(Model):
         self._output_names = self._names(outputs, flat_out)
         self._input_names = self._names(inputs, flat_in)
         self._input_casts = [self._input_cast(t) for t in flat_in]
-        # A declared Input's feature size is checked; a shape inferred from the
-        # first data (Sequential without an Input) only fixes the rank.
-        self._check_features = getattr(self, "_check_features", True)
+        # A declared Input's known sizes are checked, as Keras checks them; a shape
+        # inferred from the first data (Sequential without an Input) fixes the rank only.
+        self._check_shapes = getattr(self, "_check_shapes", True)
         self.built = True
 
     @staticmethod
@@ -238,6 +242,11 @@ class Functional(Model):
             if missing:
                 raise ValueError(f"Model '{self.name}': missing input(s) {missing}; got a dict "
                                  f"with keys {sorted(inputs)}")
+            extra = sorted(set(inputs) - set(self._input_names))
+            if extra:
+                warnings.warn(f"Model '{self.name}': input(s) {extra} match no model input and "
+                              f"are ignored (inputs: {self._input_names})", UserWarning,
+                              stacklevel=3)
             flat = [inputs[k] for k in self._input_names]
         elif n > 1:
             if not isinstance(inputs, (list, tuple)) or len(inputs) != n:
@@ -257,8 +266,8 @@ class Functional(Model):
             if x.dtype.kind not in "biuf":
                 raise ValueError(f"Model '{self.name}': input '{name}' holds {x.dtype} values, "
                                  f"not numbers")
-            if x.ndim != len(t.shape) or (self._check_features and t.shape[-1] is not None
-                                          and x.shape[-1] != t.shape[-1]):
+            if x.ndim != len(t.shape) or (self._check_shapes and any(
+                    d is not None and d != n for d, n in zip(t.shape[1:], x.shape[1:]))):
                 raise ValueError(f"Model '{self.name}': input '{name}' expects arrays of shape "
                                  f"{t.shape}, got {x.shape}")
             if cast is not None and x.dtype != cast:
@@ -293,14 +302,26 @@ class Functional(Model):
                 kwargs = _gather_kwargs(step.kwargs, values)
                 if "mask" in kwargs:
                     m = kwargs.pop("mask")
-                y = layer.forward(c, x, training=training, mask=m, **kwargs)
+                    call_mask = m
+                else:
+                    # Keras passes the incoming mask only to a call with one tensor
+                    # argument: an RNN given initial_state tensors runs unmasked, while
+                    # its outputs still carry the sequences' mask.
+                    call_mask = None if step.kw_tensors else m
+                y = layer.forward(c, x, training=training, mask=call_mask, **kwargs)
             else:
                 y = layer.forward(c, x, training=training, mask=m)
-            out_mask = layer.compute_mask(x, m)
+            if step.nested:  # a model inside: its outputs' masks come from its own graph
+                out_mask = c.output_mask
+            else:
+                out_mask = layer.compute_mask(x, m)
             if step.multi:
                 if isinstance(y, dict):  # a nested model with dict outputs
                     y = _tree.flatten(y)
-                out_mask = out_mask if isinstance(out_mask, list) else [out_mask] * len(step.outs)
+                    out_mask = _tree.flatten(out_mask)
+                if not isinstance(out_mask, (list, tuple)):
+                    # One mask goes with the first output only, as Keras pairs them.
+                    out_mask = [out_mask] + [None] * (len(step.outs) - 1)
                 for slot, value, mk in zip(step.outs, y, out_mask):
                     values[slot], masks[slot] = value, mk
             else:
@@ -390,6 +411,9 @@ class Functional(Model):
         penalty = 0.0
         for step, outs in getattr(ctx, "activity", ()):
             penalty += sum(step.layer.activity_penalty(v) for v in outs)
+        for step, c in zip(self._steps, ctx.__dict__.get("nodes", ())):
+            if step.nested:  # the penalties inside a nested model (its backward adds theirs)
+                penalty += step.layer.activity_penalty_of(c)
         return penalty
 
     # ---- as a layer inside another model ------------------------------------------------

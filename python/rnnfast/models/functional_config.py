@@ -47,7 +47,11 @@ def get_config(model):
         layers.append(config)
 
     def ref(t):
-        return [t._keras_history[0].name, own_node_index(t.node, own), t._keras_history[2]]
+        layer = t._keras_history[0]
+        # Keras counts a functional model's own construction as its node 0 here
+        # (not in inbound_nodes): its first call is node 1.
+        offset = 1 if type(layer).__name__ == "Functional" else 0
+        return [layer.name, own_node_index(t.node, own) + offset, t._keras_history[2]]
 
     return {"name": model.name, "trainable": model.trainable, "layers": layers,
             "input_layers": _tree.map_structure(ref, model._inputs_struct),
@@ -114,7 +118,23 @@ def _node_call(layer, data, created):
     layer(*args, **kwargs)
 
 
+def _as_lists(value):
+    """A config with tuples as lists (Keras's in-memory configs hold tuples)."""
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
 def from_config(cls, config, custom_objects=None):
+    if isinstance(config, dict):
+        config = {k: (_as_lists(v) if k in ("input_layers", "output_layers") else v)
+                  for k, v in config.items()}
+        if isinstance(config.get("layers"), (list, tuple)):
+            config["layers"] = [
+                {k: (_as_lists(v) if k == "inbound_nodes" else v) for k, v in layer.items()}
+                if isinstance(layer, dict) else layer for layer in config["layers"]]
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError("a functional model's config lists its layers")
     for key in ("input_layers", "output_layers"):
@@ -152,7 +172,10 @@ def from_config(cls, config, custom_objects=None):
 
     def tensor(ref):
         if isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str):
-            return _lookup(created, *ref)
+            name, node_index, tensor_index = ref
+            if type(created.get(name)).__name__ == "Functional" and isinstance(node_index, int):
+                node_index -= 1  # see get_config: Keras's offset for nested models
+            return _lookup(created, name, node_index, tensor_index)
         if isinstance(ref, dict):
             return {k: tensor(v) for k, v in ref.items()}
         if isinstance(ref, list):

@@ -98,7 +98,7 @@ class Sequential(Functional):
         shape = normalize_shape(input_shape)
         if not self._stack:
             raise ValueError("The model has no layers")
-        self._check_features = self._input_layer is not None
+        self._check_shapes = self._input_layer is not None
         if self._input_layer is None:
             self._input_layer = InputLayer(batch_shape=shape,
                                            dtype=self._input_dtype(self._stack[0]))

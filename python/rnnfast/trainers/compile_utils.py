@@ -106,14 +106,23 @@ class CompileLoss:
                                  f"a loss")
             loss = self._losses[i]
             w = self.weights[i]
-            if with_grad:
-                value, grad = loss.value_and_grad(y_true[i], y_pred[i], sample_weight=sample_weight[i],
-                                                  mask=masks[i])
-                if w != 1.0:
-                    grad = grad * w
-                grads[i] = np.asarray(grad, dtype=y_pred[i].dtype)
-            else:
-                value = loss(y_true[i], y_pred[i], sample_weight=sample_weight[i], mask=masks[i])
+            try:
+                if with_grad:
+                    value, grad = loss.value_and_grad(y_true[i], y_pred[i],
+                                                      sample_weight=sample_weight[i], mask=masks[i])
+                    if w != 1.0:
+                        grad = grad * w
+                    grads[i] = np.asarray(grad, dtype=y_pred[i].dtype)
+                else:
+                    value = loss(y_true[i], y_pred[i], sample_weight=sample_weight[i],
+                                 mask=masks[i])
+            except ValueError as e:
+                if "broadcast" not in str(e) and "shape" not in str(e):
+                    raise
+                where = f"output '{self.output_names[i]}'" if self.multi else "the model's output"
+                raise ValueError(f"{where}: the loss {getattr(loss, 'name', loss)!r} cannot "
+                                 f"compare targets of shape {np.shape(y_true[i])} with predictions "
+                                 f"of shape {np.shape(y_pred[i])} ({e})") from None
             values[i] = float(value)
             total += w * values[i]
         return total, values, grads
@@ -130,9 +139,9 @@ class CompileMetrics:
         self._specs = [(self._as_lists(metrics, "metrics")),
                        (self._as_lists(weighted_metrics, "weighted_metrics"))]
         self.loss_tracker = metrics_module.Mean(name="loss")
-        # With several outputs, each output that has a loss logs it, unweighted.
+        # With several losses, each output that has one logs it, unweighted.
         self._output_loss_trackers = []
-        if len(self.output_names) > 1:
+        if len(loss_outputs) > 1:
             self._output_loss_trackers = [(i, metrics_module.Mean(name=f"{self.output_names[i]}_loss"))
                                           for i in loss_outputs]
         self._metrics = None  # [(output index, metric, weighted)]
@@ -143,12 +152,15 @@ class CompileMetrics:
             return [[] for _ in range(n)]
         if isinstance(spec, dict):
             per = _per_output(spec, self.output_names, arg)
-        elif isinstance(spec, (list, tuple)) and n > 1 and len(spec) == n and \
-                all(isinstance(s, (list, tuple)) or s is None for s in spec):
-            per = list(spec)  # one list per output
+        elif n == 1:
+            per = [spec]
+        elif isinstance(spec, (list, tuple)) and len(spec) == n:
+            per = list(spec)  # one entry (a metric or a list of them) per output, as Keras 3
         else:
-            # One list for every output (Keras 2 applied a flat list to each output).
-            per = [spec] * n
+            got = f"a list of {len(spec)}" if isinstance(spec, (list, tuple)) else repr(spec)
+            raise ValueError(f"{arg}: the model has {n} outputs {self.output_names}; pass a dict "
+                             f"keyed by output name, or a list with one entry (a metric or a list "
+                             f"of metrics) per output; got {got}")
         out = []
         for s in per:
             if s is None:
@@ -169,13 +181,22 @@ class CompileMetrics:
             return
         multi = len(self.output_names) > 1
         out = []
+        taken = {}  # Keras's unique log names: mae, mae_1; a repeated weighted one: weighted_mae
         for i, spec, weighted in self.specs():
             m = metrics_module.get_compile_metric(spec, np.shape(y_true[i]), np.shape(y_pred[i]),
                                                   loss=loss.loss_object(i))
-            if multi:
-                if any(m is other for _, other, _ in out):
-                    m = metrics_module.deserialize(metrics_module.serialize(m))
-                m.name = f"{self.output_names[i]}_{m.name}"
+            if any(m is other for _, other, _ in out):
+                m = metrics_module.deserialize(metrics_module.serialize(m))
+            prefix = f"{self.output_names[i]}_" if multi else ""
+            name = prefix + m.name
+            if name in taken and weighted:
+                name = f"{prefix}weighted_{m.name}"
+            if name in taken:
+                taken[name] += 1
+                name = f"{name}_{taken[name] - 1}"
+            else:
+                taken[name] = 1
+            m.name = name
             out.append((i, m, bool(weighted)))
         if multi:
             out.sort(key=lambda item: item[1].name)  # Keras lists them by name

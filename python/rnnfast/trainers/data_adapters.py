@@ -33,6 +33,9 @@ def as_array_structure(data, name, parts=1):
             return [as_array_structure(d, f"{name}[{i}]") for i, d in enumerate(data)]
         if len(data) == 1 and isinstance(data[0], np.ndarray):
             data = data[0]
+        elif len(data) > 1 and all(isinstance(d, np.ndarray) and d.ndim > 0 for d in data):
+            raise ValueError(f"{name}: the model has one of them, got a list of {len(data)} "
+                             f"arrays (pass one array)")
     arr = np.asarray(data) if not isinstance(data, (list, tuple)) or _regular(data) else None
     if arr is None or arr.dtype == object:
         raise ValueError(f"{name} could not be converted to a numeric array (ragged sequences? pad "

@@ -210,10 +210,12 @@ class Trainer:
         else:
             if y is None:
                 raise ValueError("fit() needs targets y with array inputs")
-            x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
+            x, y, sample_weight = self._arrays(x, y, sample_weight, None)
             if validation_data is None and validation_split:
                 x, y, sample_weight, validation_data = _split(x, y, sample_weight,
                                                               validation_split)
+            # Class weights weight the training data only (the split comes first).
+            sample_weight = self._class_weights(y, sample_weight, class_weight)
             adapter = data_adapters.ArrayDataAdapter(x, y, sample_weight, batch_size or 32,
                                                      shuffle, steps_per_epoch)
         if validation_data is not None and not data_adapters.is_batch_source(validation_data):
