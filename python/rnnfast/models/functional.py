@@ -149,10 +149,14 @@ class Functional(Model):
         self._steps = [_Step(node, slot_of) for node in nodes]
         self._single_output = not isinstance(outputs, (list, dict))
         self._plans = {}
-        self._all_weights = None  # every layer is built by now: the list is fixed
+        self._owners = None  # every layer is built by now: the weights are fixed
         self._output_names = self._names(outputs, flat_out)
         self._input_names = self._names(inputs, flat_in)
-        self._input_casts = [self._input_cast(t) for t in flat_in]
+        # Per input: (name, rank, [(axis, known size)], dtype to convert to).
+        self._input_specs = [(name, len(t.shape),
+                              [(a, d) for a, d in enumerate(t.shape) if a and d is not None],
+                              self._input_cast(t))
+                             for name, t in zip(self._input_names, flat_in)]
         # A declared Input's known sizes are checked, as Keras checks them; a shape
         # inferred from the first data (Sequential without an Input) fixes the rank only.
         self._check_shapes = getattr(self, "_check_shapes", True)
@@ -216,15 +220,39 @@ class Functional(Model):
     def output_names(self):
         return list(self._output_names)
 
+    def _weight_owners(self):
+        """(variable, the layers that own it, outermost first) for every weight,
+        in weights order; fixed once the graph is built."""
+        owners = getattr(self, "_owners", None)
+        if owners is None:
+            owners = []
+
+            def walk(layer, chain):
+                chain = chain + (layer,)
+                owners.extend((v, chain) for v in layer._variables)
+                for sub in layer._layers:
+                    walk(sub, chain)
+
+            walk(self, ())
+            self._owners = owners
+        return owners
+
+    @property
+    def trainable_weights(self) -> list:
+        # The weights whose owners are all trainable: what Layer.trainable_weights
+        # gives, without its recursion on every training step.
+        return [v for v, chain in self._weight_owners()
+                if v.trainable and all(layer.trainable for layer in chain)]
+
     def zero_grad(self):
-        weights = getattr(self, "_all_weights", None)
-        if weights is None:
-            weights = self._all_weights = self.weights
-        for v in weights:
+        for v, _ in self._weight_owners():
             v.grad = None
 
     def _input_count(self):
         return len(self._flat_inputs)
+
+    def _output_count(self):
+        return len(self._flat_outputs)
 
     def pack_outputs(self, flat):
         return _tree.pack_sequence_as(self._outputs_struct, list(flat))
@@ -237,7 +265,9 @@ class Functional(Model):
         if type(inputs) is PreparedInputs:
             return inputs
         n = len(self._flat_inputs)
-        if isinstance(inputs, dict):
+        if n == 1 and type(inputs) is np.ndarray:
+            flat = [inputs]
+        elif isinstance(inputs, dict):
             missing = [k for k in self._input_names if k not in inputs]
             if missing:
                 raise ValueError(f"Model '{self.name}': missing input(s) {missing}; got a dict "
@@ -261,15 +291,17 @@ class Functional(Model):
                 inputs = inputs[0]
             flat = [inputs]
         out = PreparedInputs()
-        for x, t, cast, name in zip(flat, self._flat_inputs, self._input_casts, self._input_names):
+        for x, spec in zip(flat, self._input_specs):
+            name, rank, known, cast = spec
             x = np.asarray(x)
             if x.dtype.kind not in "biuf":
                 raise ValueError(f"Model '{self.name}': input '{name}' holds {x.dtype} values, "
                                  f"not numbers")
-            if x.ndim != len(t.shape) or (self._check_shapes and any(
-                    d is not None and d != n for d, n in zip(t.shape[1:], x.shape[1:]))):
+            shape = x.shape
+            if len(shape) != rank or (self._check_shapes and known and
+                                      any(shape[axis] != size for axis, size in known)):
                 raise ValueError(f"Model '{self.name}': input '{name}' expects arrays of shape "
-                                 f"{t.shape}, got {x.shape}")
+                                 f"{self._flat_inputs[len(out)].shape}, got {shape}")
             if cast is not None and x.dtype != cast:
                 x = x.astype(cast)
             out.append(x)

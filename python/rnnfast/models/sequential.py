@@ -90,6 +90,9 @@ class Sequential(Functional):
     def _input_count(self):
         return 1
 
+    def _output_count(self):
+        return 1
+
     def build(self, input_shape=None):
         if input_shape is None:
             if self._input_layer is None:
@@ -119,7 +122,8 @@ class Sequential(Functional):
                                 not isinstance(inputs[0], np.ndarray) else inputs[0]))
 
     def prepare_inputs(self, inputs):
-        self._ensure_built(inputs)
+        if not self.built:
+            self._ensure_built(inputs)
         return super().prepare_inputs(inputs)
 
     def maybe_build(self, input_shape):

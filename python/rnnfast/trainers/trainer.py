@@ -77,9 +77,12 @@ class Trainer:
     # ---- one batch ------------------------------------------------------------------
 
     def _flat(self, y_pred):
-        return _tree.flatten(y_pred) if len(self.output_names) > 1 else [y_pred]
+        return _tree.flatten(y_pred) if self._output_count() > 1 else [y_pred]
 
     def _targets(self, y, sample_weight):
+        if self._output_count() == 1 and (y is None or type(y) is np.ndarray) and \
+                (sample_weight is None or type(sample_weight) is np.ndarray):
+            return [y], [sample_weight]  # the common case, without the structure matching
         names = self.output_names
         y_true = compile_utils.match_outputs(y, names, None, "y")
         sw = compile_utils.match_outputs(sample_weight, names, None, "sample_weight") \
@@ -159,9 +162,9 @@ class Trainer:
 
     def _arrays(self, x, y, sample_weight, class_weight):
         x = self.prepare_inputs(as_array_structure(x, "x", self._input_count()))
-        y = as_array_structure(y, "y", len(self.output_names))
+        y = as_array_structure(y, "y", self._output_count())
         sample_weight = None if sample_weight is None else \
-            as_array_structure(sample_weight, "sample_weight", len(self.output_names))
+            as_array_structure(sample_weight, "sample_weight", self._output_count())
         sample_weight = self._class_weights(y, sample_weight, class_weight)
         data_adapters.num_samples([("x", x), ("y", y), ("sample_weight", sample_weight)])
         return x, y, sample_weight
@@ -178,7 +181,7 @@ class Trainer:
     def _class_weights(self, y, sample_weight, class_weight):
         if class_weight is None:
             return sample_weight
-        if len(self.output_names) > 1:
+        if self._output_count() > 1:
             raise ValueError("class_weight is supported for models with one output only")
         yv = np.asarray(y)
         if yv.ndim >= 2 and yv.shape[-1] > 1:
@@ -344,7 +347,8 @@ class Trainer:
         return self._result(self._logs(), return_dict)
 
     def predict_on_batch(self, x):
-        x = self.prepare_inputs(as_array_structure(x, "x", self._input_count()))
+        x = self.prepare_inputs(x if type(x) is np.ndarray else
+                                as_array_structure(x, "x", self._input_count()))
         flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
         return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
 

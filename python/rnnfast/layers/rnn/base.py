@@ -314,7 +314,7 @@ class RNN(Layer):
         elif d_out is not None:
             d_out = np.asarray(d_out, dtype=dt)
             d_states[0] = d_out if d_states[0] is None else d_states[0] + d_out
-        if d_states[0] is not None or any(g is not None for g in d_states[1:]):
+        if d_states[0] is not None or (cell.STATES > 1 and d_states[1] is not None):
             dfinal = tuple(d_states) if cell.STATES > 1 else d_states[0]
         params = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
         train = self.trainable and cell.trainable
