@@ -10,14 +10,22 @@ from .. import _tree
 from ..layers.node import KerasTensor
 
 
-def check_inputs(inputs, model_name):
-    flat = _tree.flatten(inputs)
+def _symbolic(structure, what, model_name, hint):
+    """The symbolic tensors of `structure`, flattened; a clear error otherwise."""
+    flat = _tree.flatten(structure)
     if not flat:
-        raise ValueError(f"Model '{model_name}': inputs is empty")
+        raise ValueError(f"Model '{model_name}': {what}s is empty")
     for i, t in enumerate(flat):
         if not isinstance(t, KerasTensor) or t._keras_history is None:
-            raise ValueError(f"Model '{model_name}': input {i} is {t!r}, not a symbolic tensor; a "
-                             f"functional model's inputs must come from keras.Input(...)")
+            raise ValueError(f"Model '{model_name}': {what} {i} is {t!r}, not a symbolic tensor"
+                             f"{hint}")
+    return flat
+
+
+def check_inputs(inputs, model_name):
+    flat = _symbolic(inputs, "input", model_name, "; a functional model's inputs must come "
+                                                  "from keras.Input(...)")
+    for i, t in enumerate(flat):
         if not t.node.is_input:
             raise ValueError(f"Model '{model_name}': input {i} ({t!r}) is the output of layer "
                              f"'{t._keras_history[0].name}', not a keras.Input(...); rnnfast builds "
@@ -28,14 +36,7 @@ def check_inputs(inputs, model_name):
 
 
 def check_outputs(outputs, model_name):
-    flat = _tree.flatten(outputs)
-    if not flat:
-        raise ValueError(f"Model '{model_name}': outputs is empty")
-    for i, t in enumerate(flat):
-        if not isinstance(t, KerasTensor) or t._keras_history is None:
-            raise ValueError(f"Model '{model_name}': output {i} is {t!r}, not a symbolic tensor "
-                             f"produced by a layer")
-    return flat
+    return _symbolic(outputs, "output", model_name, " produced by a layer")
 
 
 def _build_map(outputs):

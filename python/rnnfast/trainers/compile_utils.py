@@ -10,37 +10,34 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 
 
-def _per_output(spec, names, arg, allow_single=True):
+def _by_name(spec, names, arg):
+    """A dict keyed by output name as a list in output order (None: not given)."""
+    unknown = sorted(set(spec) - set(names))
+    if unknown:
+        raise ValueError(f"{arg}: unknown output name(s) {unknown}; the model's outputs are "
+                         f"{names}")
+    return [spec.get(name) for name in names]
+
+
+def _per_output(spec, names, arg):
     """`spec` (one object, a list in output order or a dict keyed by output
     name) as one entry per output; None where an output has none."""
-    n = len(names)
     if isinstance(spec, dict):
-        unknown = sorted(set(spec) - set(names))
-        if unknown:
-            raise ValueError(f"{arg}: unknown output name(s) {unknown}; the model's outputs are "
-                             f"{names}")
-        return [spec.get(name) for name in names]
+        return _by_name(spec, names, arg)
     if isinstance(spec, (list, tuple)):
-        if len(spec) != n:
-            raise ValueError(f"{arg}: the model has {n} output(s) {names}, got a list of "
-                             f"{len(spec)}")
+        if len(spec) != len(names):
+            raise ValueError(f"{arg}: the model has {len(names)} output(s) {names}, got a list "
+                             f"of {len(spec)}")
         return list(spec)
-    if not allow_single and n > 1 and spec is not None:
-        raise ValueError(f"{arg}: the model has {n} outputs {names}; pass a list or a dict keyed "
-                         f"by output name")
-    return [spec] * n
+    return [spec] * len(names)
 
 
-def match_outputs(data, names, structure, arg):
+def match_outputs(data, names, arg):
     """Targets (or sample weights) given as one array, a list in output order or
     a dict keyed by output name, as a list in output order (None: not given)."""
     n = len(names)
     if isinstance(data, dict):
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"{arg}: unknown output name(s) {unknown}; the model's outputs are "
-                             f"{names}")
-        return [data.get(name) for name in names]
+        return _by_name(data, names, arg)
     if n == 1:
         if isinstance(data, (list, tuple)) and len(data) == 1 and isinstance(data[0], np.ndarray):
             return [data[0]]

@@ -84,8 +84,8 @@ class Trainer:
                 (sample_weight is None or type(sample_weight) is np.ndarray):
             return [y], [sample_weight]  # the common case, without the structure matching
         names = self.output_names
-        y_true = compile_utils.match_outputs(y, names, None, "y")
-        sw = compile_utils.match_outputs(sample_weight, names, None, "sample_weight") \
+        y_true = compile_utils.match_outputs(y, names, "y")
+        sw = compile_utils.match_outputs(sample_weight, names, "sample_weight") \
             if sample_weight is not None else [None] * len(names)
         return y_true, sw
 
