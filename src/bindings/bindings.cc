@@ -16,6 +16,9 @@ namespace bindings {
 void BindSimpleRNN(py::module_& m);
 void BindLSTM(py::module_& m);
 void BindGRU(py::module_& m);
+void BindConv(py::module_& m);
+void BindPooling(py::module_& m);
+void BindNormalization(py::module_& m);
 
 std::string ShapeStr(const Shape& shape) {
   std::ostringstream os;
@@ -184,7 +187,7 @@ py::array MatMulT(const py::array& a0, py::handle b_obj, bool trans_a, bool tran
 }
 
 void BindAll(py::module_& m) {
-  m.doc() = "rnnfast's compiled kernels (SimpleRNN, LSTM, GRU forward and backward).";
+  m.doc() = "rnnfast's compiled kernels (SimpleRNN, LSTM, GRU, convolution, pooling, normalization; forward and backward).";
   m.def(
       "set_num_threads",
       [](int n) {
@@ -251,6 +254,9 @@ void BindAll(py::module_& m) {
   BindSimpleRNN(m);
   BindLSTM(m);
   BindGRU(m);
+  BindConv(m);
+  BindPooling(m);
+  BindNormalization(m);
 }
 
 }  // namespace bindings
