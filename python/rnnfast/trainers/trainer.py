@@ -336,6 +336,7 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._check_compiled()
         x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
+        self.reset_metrics()  # Keras 3: this batch's loss and metrics, not a running mean
         self.train_step(x, y, sample_weight)
         return self._result(self._logs(), return_dict)
 
