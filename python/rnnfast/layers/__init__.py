@@ -6,12 +6,14 @@ module here is what makes it known to configs and files."""
 from __future__ import annotations
 
 from .attention import AdditiveAttention, Attention
+from .convolutional import Conv1D, Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Masking, RepeatVector
 from .embedding import Embedding
 from .input_layer import Input, InputLayer
 from .lambda_layer import Lambda
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
+from .normalization import BatchNormalization, LayerNormalization
 from .reshaping import Permute, Reshape
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
@@ -23,6 +25,11 @@ from .rnn.gru import GRU, GRUCell
 from .rnn.lstm import LSTM, LSTMCell
 from .rnn.simple_rnn import SimpleRNN, SimpleRNNCell
 from .rnn.time_distributed import TimeDistributed
+from .windowed_pooling import AveragePooling1D, AveragePooling2D, MaxPooling1D, MaxPooling2D
+
+# Keras's shorter names for the same classes.
+Convolution1D, Convolution2D = Conv1D, Conv2D
+MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D
 
 
 
@@ -33,6 +40,7 @@ def get(identifier):
     return deserialize(identifier)
 
 
-__all__ = sorted(LAYERS) + ["Context", "Input", "KerasTensor", "Layer", "Variable", "add", "average",
+__all__ = sorted(LAYERS) + ["AvgPool1D", "AvgPool2D", "Context", "Convolution1D", "Convolution2D",
+                            "MaxPool1D", "MaxPool2D", "Input", "KerasTensor", "Layer", "Variable", "add", "average",
                             "concatenate", "deserialize", "dot", "get", "maximum", "minimum",
                             "multiply", "register", "serialize", "subtract"]
