@@ -19,6 +19,12 @@ PyTorch (``torch`` needed only by ``to_torch``):
 - ``to_torch(model_or_layers, *, batch_first=True, ignore_training_options=False)``
   and ``to_torch_state_dict(...)``: back to one torch module (or its state dict
   as NumPy arrays plus the constructor's arguments, without torch).
+- ``from_torch`` also takes a ``torch.nn.Conv1d``/``Conv2d``/``LayerNorm``/
+  ``BatchNorm1d``/``BatchNorm2d`` and returns the rnnfast layer computing the
+  same (``from_torch_layer(module, data_format="channels_first")`` to choose
+  the input layout); ``to_torch(layer)`` goes back for one such layer.
+  ``torch_state_dict(layer)`` / ``load_torch_state_dict(layer, state_dict)``
+  move those layers' weights in torch's names and layouts without torch.
 
 Files are data only: JSON and HDF5/NumPy arrays. Nothing in a file is executed
 (no pickle; Keras ``Lambda`` layers and custom objects are refused), and every
@@ -31,8 +37,9 @@ from __future__ import annotations
 
 from ._common import ConversionError
 from ._keras_format import from_keras, to_keras
+from ._torch_layers import from_torch_layer, load_torch_state_dict, torch_state_dict
 from ._torch_rnn import from_torch, to_torch, to_torch_state_dict
 from .._io import FormatError
 
-__all__ = ["ConversionError", "FormatError", "from_keras", "from_torch", "to_keras", "to_torch",
-           "to_torch_state_dict"]
+__all__ = ["ConversionError", "FormatError", "from_keras", "from_torch", "from_torch_layer",
+           "load_torch_state_dict", "to_keras", "to_torch", "to_torch_state_dict", "torch_state_dict"]

@@ -191,7 +191,10 @@ def from_torch(module_or_state_dict, *, return_sequences=True, nonlinearity=None
     ``proj_size`` > 0 raises ConversionError, as do malformed state dicts.
     """
     from .. import layers
+    from ._torch_layers import from_torch_layer, is_torch_layer
 
+    if is_torch_layer(module_or_state_dict):
+        return from_torch_layer(module_or_state_dict, dtype=dtype)
     Sequential = registry.get_class("Sequential")
 
     if isinstance(module_or_state_dict, Mapping):
@@ -451,6 +454,12 @@ def to_torch(model_or_layers, *, batch_first=True, ignore_training_options=False
     ``cat(h_n[-2], h_n[-1])``) is. The module is in torch's default training
     mode; call ``.eval()`` for inference when it has dropout.
     """
+    from ..layers import BatchNormalization, LayerNormalization
+    from ..layers.convolutional import BaseConv
+    from ._torch_layers import to_torch_layer
+
+    if isinstance(model_or_layers, (BaseConv, LayerNormalization, BatchNormalization)):
+        return to_torch_layer(model_or_layers)
     torch = require_torch()
     state, config = to_torch_state_dict(model_or_layers,
                                         ignore_training_options=ignore_training_options)

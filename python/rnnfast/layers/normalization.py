@@ -218,6 +218,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization '{self.name}': axis {self.axis} must have a known "
                              f"size, got input shape {tuple(input_shape)}")
         shape = (channels,)
+        self._input_rank = len(input_shape)  # which torch BatchNorm module matches (interop)
         self.gamma = self.beta = None
         if self.scale:
             self.gamma = self.add_weight(shape, self.gamma_initializer, "gamma",
