@@ -326,9 +326,9 @@ def test_unsupported_layers_and_models(tmp_path):
     src = unpack("keras3_stack.keras", tmp_path)
 
     def conv(config):
-        config["config"]["layers"][1] = {"module": "keras.layers", "class_name": "Conv1D",
-                                         "config": {"name": "conv1d", "filters": 2}}
-    with pytest.raises(ConversionError, match=r"layer 1 \('conv1d'\) is a Keras Conv1D layer"):
+        config["config"]["layers"][1] = {"module": "keras.layers", "class_name": "Conv3D",
+                                         "config": {"name": "conv3d", "filters": 2}}
+    with pytest.raises(ConversionError, match=r"layer 1 \('conv3d'\) is a Keras Conv3D layer"):
         from_keras(edit_config(src, tmp_path / "a.keras", conv))
 
     def nested(config):  # inside a wrapper too
