@@ -282,6 +282,10 @@ int main() {
   CheckConv("conv1d strided groups", Conv(1, 10, 4, 6, 1, 3, 1, 2, 1, 1, 0, 0, 1, 1, 2), false);
   CheckConv("conv2d same", Conv(5, 6, 3, 4, 3, 2, 1, 1, 1, 1, 1, 1, 0, 1, 1), true);
   CheckConv("conv2d strided dilated", Conv(7, 7, 2, 3, 2, 3, 2, 1, 1, 2, 0, 1, 2, 2, 1), false);
+  // 8+ channels: the tap-by-tap path for 1-D convolutions.
+  CheckConv("conv1d taps strided padded", Conv(1, 12, 8, 3, 1, 3, 1, 2, 1, 1, 0, 0, 2, 1, 1), true);
+  CheckConv("conv1d taps causal dilated", Conv(1, 10, 9, 3, 1, 2, 1, 1, 1, 3, 0, 0, 3, 0, 1), false);
+  CheckConv("conv1d taps kernel past the end", Conv(1, 5, 8, 2, 1, 4, 1, 3, 1, 1, 0, 0, 3, 3, 1), true);
   CheckConv("conv pointwise", Conv(3, 4, 5, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1), false);
   CheckConvFloat();
   CheckPool("pool1d", Pool(1, 9, 1, 3, 1, 2, 0, 0, 1, 1));
