@@ -234,13 +234,14 @@ void AddColumnSums(const T* dz, Index rows, Index F, const BiasTile<T>& t, T* ac
   for (Index i = 0; i < t.L; ++i) db[i % F] += acc[i];
 }
 
-// 1-D convolutions (one input row, one kernel row, one group) with enough
-// channels run tap by tap, without columns: tap k of output t reads input
-// row t*stride + k*dilation - pad_left, so the outputs whose input is inside
-// form one range and their input rows are evenly spaced (stride*C apart):
-// one GEMM per sample and tap, reading x in place. Measured against im2col
-// (README, design): faster from about 8 channels; below that the taps' GEMMs
-// are too thin (K = C) and im2col's single product wins.
+// 1-D convolutions (one input row, one kernel row, one group) run tap by
+// tap, without columns: tap k of output t reads input row
+// t*stride + k*dilation - pad_left, so the outputs whose input is inside form
+// one range and their input rows are evenly spaced (stride*C apart): one GEMM
+// per sample and tap, reading x in place. Measured against im2col (README,
+// design): faster with 8+ channels, with dilation, and for 2-tap kernels;
+// im2col wins for few channels and wider undilated kernels (its contiguous
+// copies make one product with a longer inner dimension than the taps' C).
 // RNNFAST_CONV_IM2COL=1 forces im2col (for that measurement).
 bool UseTaps(const ConvDims& d) {
   static const bool forced = [] {
@@ -248,7 +249,7 @@ bool UseTaps(const ConvDims& d) {
     return v != nullptr && v[0] == '1';
   }();
   return !forced && d.in_h == 1 && d.kernel_h == 1 && d.out_h == 1 && d.groups == 1 &&
-         d.channels >= 8 && !IsPointwise(d);
+         (d.channels >= 8 || d.dilation_w > 1 || d.kernel_w == 2) && !IsPointwise(d);
 }
 
 // The outputs [t0, t1) whose tap k reads inside the input, and the first

@@ -279,6 +279,7 @@ PoolDims Pool(Index H, Index W, Index ph, Index pw, Index sh, Index sw, Index pt
 int main() {
   rnnfast::SetNumThreads(2);
   CheckConv("conv1d causal dilated", Conv(1, 9, 3, 4, 1, 3, 1, 1, 1, 2, 0, 0, 4, 0, 1), true);
+  CheckConv("conv1d same, few channels", Conv(1, 9, 3, 4, 1, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1), true);
   CheckConv("conv1d strided groups", Conv(1, 10, 4, 6, 1, 3, 1, 2, 1, 1, 0, 0, 1, 1, 2), false);
   CheckConv("conv2d same", Conv(5, 6, 3, 4, 3, 2, 1, 1, 1, 1, 1, 1, 0, 1, 1), true);
   CheckConv("conv2d strided dilated", Conv(7, 7, 2, 3, 2, 3, 2, 1, 1, 2, 0, 1, 2, 2, 1), false);
