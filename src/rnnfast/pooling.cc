@@ -84,11 +84,12 @@ void MaxPoolForward(const PoolDims& d, const T* x, T* y, std::int32_t* argmax) {
             continue;
           }
           if (ao) {
-            for (Index c = 0; c < C; ++c)
-              if (xc[c] > yo[c]) {
-                yo[c] = xc[c];
-                ao[c] = cell;
-              }
+            // Branch-free selects, which the compiler vectorizes.
+            for (Index c = 0; c < C; ++c) {
+              const bool gt = xc[c] > yo[c];
+              yo[c] = gt ? xc[c] : yo[c];
+              ao[c] = gt ? cell : ao[c];
+            }
           } else {
             for (Index c = 0; c < C; ++c) yo[c] = std::max(yo[c], xc[c]);
           }
