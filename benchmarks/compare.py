@@ -1,23 +1,46 @@
 """rnnfast against PyTorch (and Keras when installed) on the reference workloads.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare.py [--quick]
+        [--workloads W1 W2 W3 W4 C1 C2 I1] [--cells SimpleRNN LSTM GRU]
         [--keras-python /path/to/venv-with-tensorflow/bin/python]
 
+Recurrent workloads, each for SimpleRNN, LSTM and GRU (--cells):
 W1 'tutorial': batch 32, T=50, input 1, RNN(20, return_sequences) -> RNN(20) -> Dense(1)
 W2 'small':    batch 64, T=100, input 32, RNN(64) -> Dense(1)
 W3 'medium':   batch 64, T=100, input 128, RNN(256) -> Dense(10)
 W4 'large':    batch 128, T=50, input 512, RNN(1024) -> Dense(10)
-each for SimpleRNN, LSTM and GRU; float32, 2 threads, MSE, Adam.
+Convolutional workloads (--cells does not apply; their own table):
+C1 'WaveNet':  batch 32, T=200, input 1; Conv1D(20, 2, padding='causal', relu) with
+               dilation_rate 1, 2, 4, 8, 1, 2, 4, 8 -> Conv1D(10, 1); targets [32, 200, 10]
+               (PyTorch: nn.Conv1d after F.pad of dilation*(k-1) steps on the left, ReLU)
+C2 'Conv-GRU': batch 32, T=200, input 1; Conv1D(20, 4, strides=2, 'valid') -> GRU(20,
+               return_sequences) x 2 -> TimeDistributed(Dense(10)); targets [32, 99, 10]
+I1 'CNN':      batch 64, 28x28x1 images; Conv2D(32, 3, relu) -> MaxPooling2D(2) ->
+               Conv2D(64, 3, relu) -> GlobalAveragePooling2D -> Dense(10); MSE against
+               [64, 10] real-valued targets (MSE rather than cross-entropy, in all three)
+float32, 2 threads, MSE, Adam, channels-last inputs. The PyTorch models are the
+idiomatic modules (nn.Conv1d/nn.Conv2d/nn.GRU/nn.MaxPool2d/nn.Linear, batch_first),
+transposing to channels-first inside forward as a PyTorch user writes it. The
+default run is all seven workloads; --workloads picks any of them.
 
 Every (framework, case) runs in its own process, frameworks alternating, and
 the medians over rounds are reported: one training step (forward, loss,
 backward, Adam update, through each framework's public API: rnnfast's
 train_on_batch, a plain PyTorch loop, Keras's train_on_batch), one inference
-forward, and the process's peak RSS. GFLOP/s count 2*B*T*(I+U)*G*U per
-recurrent layer forward and three times that for a training step. The FP32
-GEMM ceiling is measured in the same run with NumPy's BLAS and with Eigen
-(through rnnfast._core.gemm_gflops). --quick runs W1 and W2 once with few
-repeats (a smoke test for CI; no assertions on time anywhere).
+forward (predict_on_batch; torch.no_grad), and the process's peak RSS.
+GFLOP/s count 2 x the multiply-adds of each layer's forward pass, and three
+times that for a training step:
+    recurrent layer   2*B*T*(I+U)*G*U      (G = 1, 4, 3 for SimpleRNN, LSTM, GRU)
+    convolution       2*B*P*K*Cin*Cout     (P output positions, K kernel elements)
+    dense             2*B*P*I*O            (P = 1, or the time steps it is applied to)
+(bias, activations, pooling and the loss are not counted). Per forward pass:
+C1 74.8 MFLOP, C2 32.2 MFLOP, I1 310.5 MFLOP. The ratio columns are rnnfast
+against the faster of PyTorch and Keras (> 1: rnnfast is faster). With the JAX
+backend Keras's thread count is XLA's own (all cores), not --threads. The
+FP32 GEMM ceiling is measured in the same run with NumPy's BLAS and with Eigen
+(through rnnfast._core.gemm_gflops). --quick runs W1, W2, C1, C2 and I1 (of
+those selected) once with few repeats (a smoke test for CI; no assertions on
+time anywhere).
 """
 
 from __future__ import annotations
@@ -47,8 +70,57 @@ KERAS_REFERENCE_TRAIN = {
     ("W4", "SimpleRNN"): 252.0, ("W4", "LSTM"): 1308.0, ("W4", "GRU"): 1290.0,
 }
 
+# Convolutional workloads: input shape and target shape, without the batch.
+CONV_WORKLOADS = {
+    "C1": dict(name="WaveNet", batch=32, input=(200, 1), target=(200, 10),
+               dilations=(1, 2, 4, 8) * 2, filters=20, kernel=2, out=10),
+    "C2": dict(name="Conv-GRU", batch=32, input=(200, 1), target=(99, 10),
+               filters=20, kernel=4, stride=2, units=[20, 20], out=10),
+    "I1": dict(name="CNN", batch=64, input=(28, 28, 1), target=(10,),
+               filters=[32, 64], kernel=3, out=10),
+}
+ALL_WORKLOADS = list(WORKLOADS) + list(CONV_WORKLOADS)
+REPEATS = {"W1": 50, "W2": 30, "W3": 10, "W4": 4, "C1": 30, "C2": 30, "I1": 15}
+QUICK = ("W1", "W2", "C1", "C2", "I1")
+
+
+def conv_macs(w):
+    """[(layer, multiply-adds of its forward pass)] for a convolutional workload."""
+    spec = CONV_WORKLOADS[w]
+    B, out = spec["batch"], spec["out"]
+    macs = []
+    if w == "C1":
+        T, cin = spec["input"]
+        for d in spec["dilations"]:
+            macs.append((f"conv d={d}", B * T * spec["kernel"] * cin * spec["filters"]))
+            cin = spec["filters"]
+        macs.append(("conv 1x1", B * T * cin * out))
+    elif w == "C2":
+        T, cin = spec["input"]
+        T = (T - spec["kernel"]) // spec["stride"] + 1
+        macs.append(("conv", B * T * spec["kernel"] * cin * spec["filters"]))
+        inp = spec["filters"]
+        for u in spec["units"]:
+            macs.append(("gru", B * T * (inp + u) * 3 * u))
+            inp = u
+        macs.append(("dense", B * T * inp * out))
+    else:
+        h, _, cin = spec["input"]
+        k = spec["kernel"]
+        for i, f in enumerate(spec["filters"]):
+            h = h - k + 1
+            macs.append((f"conv{i + 1}", B * h * h * k * k * cin * f))
+            cin = f
+            if i == 0:
+                h //= 2  # MaxPooling2D(2)
+        macs.append(("dense", B * cin * out))
+    return macs
+
 
 def flops(w, cell, train):
+    if w in CONV_WORKLOADS:
+        total = 2.0 * sum(m for _, m in conv_macs(w))
+        return 3 * total if train else total
     spec = WORKLOADS[w]
     total, inp = 0.0, spec["input"]
     for u in spec["units"]:
@@ -60,8 +132,13 @@ def flops(w, cell, train):
 def data(w, seed=0):
     import numpy as np
 
-    spec = WORKLOADS[w]
     rng = np.random.default_rng(seed)
+    if w in CONV_WORKLOADS:
+        spec = CONV_WORKLOADS[w]
+        x = rng.standard_normal((spec["batch"],) + spec["input"]).astype("float32")
+        y = rng.standard_normal((spec["batch"],) + spec["target"]).astype("float32")
+        return x, y
+    spec = WORKLOADS[w]
     x = rng.standard_normal((spec["batch"], spec["time"], spec["input"])).astype("float32")
     y = rng.standard_normal((spec["batch"], spec["out"])).astype("float32")
     return x, y
@@ -85,6 +162,8 @@ def peak_rss_mb():
 
 
 def keras_like_model(K, w, cell):
+    if w in CONV_WORKLOADS:
+        return keras_like_conv_model(K, w)
     spec = WORKLOADS[w]
     Cell = getattr(K.layers, cell)
     layers = [K.Input(shape=(spec["time"], spec["input"]))]
@@ -94,6 +173,82 @@ def keras_like_model(K, w, cell):
     model = K.Sequential(layers)
     model.compile(loss="mse", optimizer="adam")
     return model
+
+
+def keras_like_conv_model(K, w):
+    spec, L = CONV_WORKLOADS[w], K.layers
+    layers = [K.Input(shape=spec["input"])]
+    if w == "C1":
+        for rate in spec["dilations"]:
+            layers.append(L.Conv1D(spec["filters"], spec["kernel"], padding="causal",
+                                   activation="relu", dilation_rate=rate))
+        layers.append(L.Conv1D(spec["out"], 1))
+    elif w == "C2":
+        layers.append(L.Conv1D(spec["filters"], spec["kernel"], strides=spec["stride"],
+                               padding="valid"))
+        layers += [L.GRU(u, return_sequences=True) for u in spec["units"]]
+        layers.append(L.TimeDistributed(L.Dense(spec["out"])))
+    else:
+        f1, f2 = spec["filters"]
+        layers += [L.Conv2D(f1, spec["kernel"], activation="relu"), L.MaxPooling2D(),
+                   L.Conv2D(f2, spec["kernel"], activation="relu"),
+                   L.GlobalAveragePooling2D(), L.Dense(spec["out"])]
+    model = K.Sequential(layers)
+    model.compile(loss="mse", optimizer="adam")
+    return model
+
+
+def torch_conv_net(torch, w):
+    """The PyTorch model of a convolutional workload, as a PyTorch user writes it."""
+    nn, F = torch.nn, torch.nn.functional
+    spec = CONV_WORKLOADS[w]
+
+    class WaveNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [spec["input"][-1]] + [spec["filters"]] * len(spec["dilations"])
+            self.convs = nn.ModuleList(nn.Conv1d(a, b, spec["kernel"], dilation=d)
+                                       for a, b, d in zip(chans, chans[1:], spec["dilations"]))
+            self.out = nn.Conv1d(spec["filters"], spec["out"], 1)
+
+        def forward(self, x):
+            x = x.transpose(1, 2)  # [B, T, C] -> [B, C, T]
+            for conv in self.convs:
+                x = F.relu(conv(F.pad(x, (conv.dilation[0] * (conv.kernel_size[0] - 1), 0))))
+            return self.out(x).transpose(1, 2)
+
+    class ConvGRU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(spec["input"][-1], spec["filters"], spec["kernel"],
+                                  stride=spec["stride"])
+            sizes = [spec["filters"]] + spec["units"]
+            self.grus = nn.ModuleList(nn.GRU(a, b, batch_first=True)
+                                      for a, b in zip(sizes, sizes[1:]))
+            self.dense = nn.Linear(sizes[-1], spec["out"])
+
+        def forward(self, x):
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+            for gru in self.grus:
+                x, _ = gru(x)
+            return self.dense(x)
+
+    class CNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            f1, f2 = spec["filters"]
+            self.conv1 = nn.Conv2d(spec["input"][-1], f1, spec["kernel"])
+            self.pool = nn.MaxPool2d(2)
+            self.conv2 = nn.Conv2d(f1, f2, spec["kernel"])
+            self.dense = nn.Linear(f2, spec["out"])
+
+        def forward(self, x):
+            x = x.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            x = self.pool(F.relu(self.conv1(x)))
+            x = F.relu(self.conv2(x))
+            return self.dense(x.mean(dim=(2, 3)))
+
+    return {"C1": WaveNet, "C2": ConvGRU, "I1": CNN}[w]()
 
 
 def run_rnnfast(w, cell, repeats, warmup, threads):
@@ -131,6 +286,8 @@ def run_torch(w, cell, repeats, warmup, threads):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if w in CONV_WORKLOADS:
+        return run_torch_net(torch, torch_conv_net(torch, w), w, repeats, warmup)
     spec = WORKLOADS[w]
     Cell = {"SimpleRNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell]
 
@@ -147,7 +304,10 @@ def run_torch(w, cell, repeats, warmup, threads):
                 x, _ = rnn(x)
             return self.dense(x[:, -1])
 
-    net = Net()
+    return run_torch_net(torch, Net(), w, repeats, warmup)
+
+
+def run_torch_net(torch, net, w, repeats, warmup):
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x_np, y_np = data(w)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
@@ -196,11 +356,13 @@ def available(module, python=sys.executable):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="W1 and W2, one round, few repeats")
+    p.add_argument("--quick", action="store_true",
+                   help="W1, W2, C1, C2 and I1 (of those selected), one round, few repeats")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=0, help="timed repeats per process (default by size)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    p.add_argument("--workloads", nargs="+", default=ALL_WORKLOADS, choices=ALL_WORKLOADS,
+                   help="recurrent W1-W4 and convolutional C1 (WaveNet), C2 (Conv-GRU), I1 (CNN)")
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--frameworks", nargs="+", default=["rnnfast", "torch", "keras"])
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
@@ -215,7 +377,7 @@ def main():
     if args.child:
         return child(args)
     if args.quick:
-        args.rounds, args.workloads = 1, [w for w in args.workloads if w in ("W1", "W2")]
+        args.rounds, args.workloads = 1, [w for w in args.workloads if w in QUICK]
     python = {"rnnfast": sys.executable, "torch": sys.executable, "keras": args.keras_python}
     frameworks = [f for f in args.frameworks if f == "rnnfast" or available(f, python[f])]
     missing = sorted(set(args.frameworks) - set(frameworks))
@@ -227,8 +389,8 @@ def main():
     ceilings = []
     for r in range(args.rounds):
         for w in args.workloads:
-            repeats = args.repeats or ({"W1": 50, "W2": 30, "W3": 10, "W4": 4}[w] if not args.quick else 5)
-            for cell in args.cells:
+            repeats = args.repeats or (REPEATS[w] if not args.quick else 5)
+            for cell in (["-"] if w in CONV_WORKLOADS else args.cells):
                 for fw in frameworks:
                     cmd = [python[fw], __file__, "--child", fw, "--workload", w, "--cell", cell,
                            "--repeats", str(repeats), "--threads", str(args.threads)]
@@ -257,13 +419,27 @@ def main():
           f"{len(ceilings)} round(s)): NumPy BLAS {ceiling['numpy']:.0f} GFLOP/s "
           f"({spread['numpy'][0]:.0f}-{spread['numpy'][1]:.0f}), Eigen {ceiling['eigen']:.0f} GFLOP/s "
           f"({spread['eigen'][0]:.0f}-{spread['eigen'][1]:.0f})")
-    print()
+    rnn_workloads = [w for w in args.workloads if w in WORKLOADS]
+    conv_workloads = [w for w in args.workloads if w in CONV_WORKLOADS]
+    if rnn_workloads:
+        print()
+        print_rnn_table(args, med, ceiling, rnn_workloads)
+    if conv_workloads:
+        print()
+        print_conv_table(med, conv_workloads)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"ceiling": ceiling, "ceilings": ceilings, "results": {"|".join(k): v for k, v in results.items()}}, f,
+                      indent=1)
+
+
+def print_rnn_table(args, med, ceiling, workloads):
     print("| case | rnnfast train ms (GFLOP/s) | torch train ms | keras train ms | speed-up vs torch "
           "| vs faster anchor | rnnfast infer ms | torch infer ms | RSS MB rnnfast / torch |")
     print("|---|---|---|---|---|---|---|---|---|")
     speedups, of_ceiling = [], []
     top = max(ceiling.values())
-    for w in args.workloads:
+    for w in workloads:
         for cell in args.cells:
             rt, ri = med(w, cell, "rnnfast", "train"), med(w, cell, "rnnfast", "infer")
             tt, ti = med(w, cell, "torch", "train"), med(w, cell, "torch", "infer")
@@ -285,10 +461,32 @@ def main():
         print(f"\ngeometric mean of the training speed-ups over PyTorch: {geo:.2f}x")
     if of_ceiling:
         print(f"training GFLOP/s against the higher GEMM ceiling ({top:.0f}): " + ", ".join(of_ceiling))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"ceiling": ceiling, "ceilings": ceilings, "results": {"|".join(k): v for k, v in results.items()}}, f,
-                      indent=1)
+
+
+def print_conv_table(med, workloads):
+    """ms (GFLOP/s) per framework for a training step and an inference forward; the ratios
+    are the faster of PyTorch and Keras over rnnfast (> 1: rnnfast is faster)."""
+    fws = ("rnnfast", "torch", "keras")
+
+    def cell(t, w, train):
+        return f"{t * 1e3:.2f} ({flops(w, '-', train) / t / 1e9:.1f})" if t else "-"
+
+    def ratio(ts):
+        anchors = [t for t in ts[1:] if t]
+        return f"{min(anchors) / ts[0]:.2f}x" if anchors and ts[0] else "-"
+
+    print("| case | rnnfast train ms (GFLOP/s) | torch train ms (GFLOP/s) | keras train ms (GFLOP/s) "
+          "| train vs faster | rnnfast infer ms (GFLOP/s) | torch infer ms (GFLOP/s) "
+          "| keras infer ms (GFLOP/s) | infer vs faster "
+          "| RSS MB rnnfast / torch / keras |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for w in workloads:
+        tr = [med(w, "-", fw, "train") for fw in fws]
+        inf = [med(w, "-", fw, "infer") for fw in fws]
+        rss = " / ".join(f"{r:.0f}" if r else "-" for r in (med(w, "-", fw, "rss") for fw in fws))
+        print(f"| {w} {CONV_WORKLOADS[w]['name']} | " + " | ".join(cell(t, w, True) for t in tr)
+              + f" | {ratio(tr)} | " + " | ".join(cell(t, w, False) for t in inf)
+              + f" | {ratio(inf)} | {rss} |")
 
 
 if __name__ == "__main__":

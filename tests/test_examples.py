@@ -46,12 +46,19 @@ def test_forecasting_quick(tmp_path):
     assert r["gru"]["mse"] < naive, r
     assert r["seq2vec_10"]["mse"] < 0.2 * naive_10, r
     assert r["seq2seq_10"]["mse"] < 0.2 * naive_10, r
+    # The chapter's convolutional models: Conv1D + GRU on the Y[:, 3::2] targets, and WaveNet.
+    assert r["conv_gru_10"]["mse"] < 0.2 * naive_10, r
+    assert r["wavenet_10"]["mse"] < 0.2 * naive_10, r
+    assert r["conv_gru_10"]["val_mse"] < 0.2 * r["naive_10"]["val_mse"], r
+    assert r["wavenet_10"]["val_mse"] < 0.2 * r["naive_10"]["val_mse"], r
     assert all(r[k]["seconds_per_epoch"] > 0 for k in forecasting.build_models())
     text = out.getvalue()
     assert "Epoch 4/4" in text and "66/66 - " in text and "val_last_time_step_mse" in text
     check_plot(plot, text)
-    check_output(text, "| model | params | test MSE | published (20 epochs) | s/epoch |")
+    check_output(text, "| model | params | valid MSE | test MSE | published (20 epochs) | s/epoch |")
     assert "| naive: last value | 0 | " in text and "| SimpleRNN(1) | 3 | " in text
+    assert "| 10 ahead, seq-to-seq: Conv1D(20, 4, strides 2) + GRU(20, 20) + " in text
+    assert "| 10 ahead, seq-to-seq: WaveNet, " in text
 
 
 def test_char_rnn_quick():
