@@ -14,7 +14,12 @@ from .lambda_layer import Lambda
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, LayerNormalization
-from .reshaping import Permute, Reshape
+from .pooling import (AveragePooling1D, AveragePooling2D, MaxPooling1D, MaxPooling2D,
+                      GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
+                      GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                      GlobalMaxPooling2D)
+from .regularization import SpatialDropout1D
+from .reshaping import Cropping1D, Permute, Reshape, UpSampling1D, ZeroPadding1D
 from .layer import Context, Layer, Variable
 from .node import KerasTensor
 from .ops import NotEqual
@@ -25,7 +30,6 @@ from .rnn.gru import GRU, GRUCell
 from .rnn.lstm import LSTM, LSTMCell
 from .rnn.simple_rnn import SimpleRNN, SimpleRNNCell
 from .rnn.time_distributed import TimeDistributed
-from .windowed_pooling import AveragePooling1D, AveragePooling2D, MaxPooling1D, MaxPooling2D
 
 # Keras's shorter names for the same classes.
 Convolution1D, Convolution2D = Conv1D, Conv2D
@@ -44,3 +48,4 @@ __all__ = sorted(LAYERS) + ["AvgPool1D", "AvgPool2D", "Context", "Convolution1D"
                             "MaxPool1D", "MaxPool2D", "Input", "KerasTensor", "Layer", "Variable", "add", "average",
                             "concatenate", "deserialize", "dot", "get", "maximum", "minimum",
                             "multiply", "register", "serialize", "subtract"]
+__all__ += ["GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D"]
