@@ -432,3 +432,20 @@ def test_save_and_load_weights(tmp_path):
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary left behind
+
+
+def test_train_on_batch_reports_this_batch_not_a_running_mean():
+    """Keras 3 resets the metrics in train_on_batch: each call returns the loss
+    and metrics of its own batch (computed before that step's update)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4)).astype("float32")
+    y = rng.standard_normal((16, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", metrics=["mae"])
+    for _ in range(3):
+        before = model.test_on_batch(x, y)
+        pred = model.predict_on_batch(x)
+        mse, mae = float(np.mean((pred - y) ** 2)), float(np.mean(np.abs(pred - y)))
+        loss, mae_logged = model.train_on_batch(x, y)
+        np.testing.assert_allclose([loss, mae_logged], before, rtol=1e-6)
+        np.testing.assert_allclose([loss, mae_logged], [mse, mae], rtol=1e-5)
