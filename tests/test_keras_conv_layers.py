@@ -13,6 +13,7 @@ import pytest
 
 keras_ref = pytest.importorskip("keras")
 import rnnfast  # noqa: E402
+from keras_harness import both, targets_for  # noqa: E402
 
 # Keras's own deprecation and user warnings (NumPy 2 compatibility, ...) are not ours.
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -21,17 +22,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 TRAINABLE = os.environ.get("KERAS_BACKEND", "tensorflow") in ("jax", "tensorflow", "torch")
 # float32 against float32: both sum a few dozen terms in different orders.
 TOL = dict(rtol=1e-5, atol=1e-6)
-
-
-def both(build):
-    keras_ref.backend.clear_session()  # both name their layers from fresh counters
-    rnnfast.backend.clear_session()
-    k = build(keras_ref)
-    r = build(rnnfast)
-    assert [l.name for l in r.layers] == [l.name for l in k.layers]
-    assert [w.shape for w in r.get_weights()] == [w.shape for w in k.get_weights()]
-    r.set_weights(k.get_weights())
-    return k, r
 
 
 def random_normalization_weights(k, seed=0):
@@ -160,11 +150,6 @@ def inputs_for(model, n=4, seed=0):
             x[i, (i * 2 + 1) % shape[1] + 1:] = 0  # padding of various lengths, masked
         return x
     return rng.standard_normal(shape).astype("float32")
-
-
-def targets_for(model, n=4, seed=1):
-    shape = (n,) + tuple(model.outputs[0].shape[1:])
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -10,22 +10,12 @@ import pytest
 
 keras_ref = pytest.importorskip("keras")
 import rnnfast  # noqa: E402
+from keras_harness import both  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
 
 TRAINABLE = os.environ.get("KERAS_BACKEND", "tensorflow") in ("jax", "tensorflow", "torch")
-
-
-def both(build):
-    keras_ref.backend.clear_session()  # both name their layers from fresh counters
-    rnnfast.backend.clear_session()
-    k = build(keras_ref)
-    r = build(rnnfast)
-    assert [l.name for l in r.layers] == [l.name for l in k.layers]
-    assert [w.shape for w in r.get_weights()] == [w.shape for w in k.get_weights()]
-    r.set_weights(k.get_weights())
-    return k, r
 
 
 def two_branches(merge, in_shape=(6,), units=(4, 4), head=2):

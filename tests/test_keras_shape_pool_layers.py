@@ -14,6 +14,7 @@ import pytest
 
 keras_ref = pytest.importorskip("keras")
 import rnnfast  # noqa: E402
+from keras_harness import both, targets_for  # noqa: E402
 from rnnfast.layers import Context  # noqa: E402
 
 # Keras's own deprecation and user warnings (NumPy 2 compatibility, a mask
@@ -25,17 +26,6 @@ BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 TRAINABLE = BACKEND in ("jax", "tensorflow", "torch")
 # float32 against float32: sums of a few dozen terms in different orders.
 TOL = dict(rtol=1e-5, atol=1e-6)
-
-
-def both(build):
-    keras_ref.backend.clear_session()  # both name their layers from fresh counters
-    rnnfast.backend.clear_session()
-    k = build(keras_ref)
-    r = build(rnnfast)
-    assert [l.name for l in r.layers] == [l.name for l in k.layers]
-    assert [w.shape for w in r.get_weights()] == [w.shape for w in k.get_weights()]
-    r.set_weights(k.get_weights())
-    return k, r
 
 
 def seq(shape, *make, head=2, seed=1):
@@ -133,11 +123,6 @@ def inputs_for(model, n=4, seed=0):
         x[3, :2] = 0  # leading padding too
         return x
     return rng.standard_normal(shape).astype("float32")
-
-
-def targets_for(model, n=4, seed=1):
-    shape = (n,) + tuple(model.outputs[0].shape[1:])
-    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

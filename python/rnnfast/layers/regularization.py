@@ -7,13 +7,12 @@ import numbers
 
 import numpy as np
 
-from .. import _rng
-from .layer import Layer, as_float
+from .core import Dropout
 from .registry import register
 
 
 @register
-class SpatialDropout1D(Layer):
+class SpatialDropout1D(Dropout):
     """While training, zeroes whole feature maps of [batch, steps, channels]
     inputs: one draw per (sample, channel), kept with probability 1 - rate
     and scaled by 1/(1-rate), the same for every step (noise shape
@@ -26,17 +25,13 @@ class SpatialDropout1D(Layer):
     own generator when it has a seed, else from rnnfast's global one
     (``rnnfast.utils.set_random_seed``), as for Dropout."""
 
-    supports_masking = True
-
     def __init__(self, rate, seed=None, name=None, dtype=None):
-        super().__init__(name=name, dtype=dtype)
         if (not isinstance(rate, numbers.Real) or isinstance(rate, bool)
                 or not 0 <= rate <= 1):
             raise ValueError(f"SpatialDropout1D: invalid value received for argument `rate`. "
                              f"Expected a float value between 0 and 1. Received: rate={rate!r}")
-        self.rate = float(rate)
-        self.seed = seed
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        # Dropout with one draw per (sample, channel), shared by all steps.
+        super().__init__(rate, noise_shape=(None, 1, None), seed=seed, name=name, dtype=dtype)
 
     def _check_rank(self, shape):
         if len(shape) != 3:
@@ -48,21 +43,8 @@ class SpatialDropout1D(Layer):
         return tuple(input_shape)
 
     def forward(self, ctx, inputs, training=False, mask=None):
-        x = as_float(inputs, self.compute_dtype)
-        self._check_rank(x.shape)
-        if not training or self.rate == 0:
-            ctx.saved = None
-            return x
-        rng = self._rng or _rng.global_rng()
-        keep = (rng.random((x.shape[0], 1, x.shape[2])) >= self.rate).astype(x.dtype)
-        scale = keep / x.dtype.type(1.0 - self.rate) if self.rate < 1 else keep
-        ctx.saved = scale
-        return x * scale
-
-    def backward(self, ctx, grad, need_input_grad=True):
-        if not need_input_grad:
-            return None
-        return grad if ctx.saved is None else grad * ctx.saved
+        self._check_rank(np.shape(inputs))
+        return super().forward(ctx, inputs, training=training, mask=mask)
 
     def get_config(self):
         # Keras's BaseSpatialDropout.get_config: these four keys, dtype as a plain string.
