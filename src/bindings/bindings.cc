@@ -19,6 +19,7 @@ void BindGRU(py::module_& m);
 void BindConv(py::module_& m);
 void BindPooling(py::module_& m);
 void BindNormalization(py::module_& m);
+void BindDeviceBodies(py::module_& m);
 
 std::string ShapeStr(const Shape& shape) {
   std::ostringstream os;
@@ -257,6 +258,7 @@ void BindAll(py::module_& m) {
   BindConv(m);
   BindPooling(m);
   BindNormalization(m);
+  BindDeviceBodies(m);
 }
 
 }  // namespace bindings
