@@ -24,6 +24,14 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def device(name):
+    """Context manager choosing the device of the layers first called inside:
+    ``with rnnfast.device("cpu"):`` or ``"gpu"``, ``"gpu:1"`` (``keras.device``)."""
+    from . import _device
+
+    return _device.device(name)
+
+
 def build_info() -> dict:
     """How the running kernels were built and chosen.
 

@@ -58,6 +58,12 @@ def main(argv=None) -> int:
 
         for k, v in rnnfast.build_info().items():
             print(f"{k}: {v}")
+        from . import _device
+
+        st = _device.status()
+        print(f"device: {st['device']} ({st['why']})")
+        if st["gpus"]:
+            print(f"gpus: {', '.join(st['gpus'])}; cublas: {st['cublas']}")
         return 0
     print(f"rnnfast: unknown command {argv[0]!r}; try 'rnnfast demo'", file=sys.stderr)
     return 2

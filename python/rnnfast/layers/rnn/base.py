@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import _rng
+from ... import _device, _rng
 from ... import activations as activations_module
 from ... import constraints as constraints_module
 from ... import initializers as initializers_module
@@ -222,7 +222,9 @@ class RNN(Layer):
         node) has its own, made once and reused every step."""
         kernel = getattr(ctx, "kernel", None)
         if kernel is None:
-            kernel = ctx.kernel = self.cell.make_kernel(self.go_backwards)
+            # The CPU's, or the GPU's when one is in use (rnnfast._device).
+            kernel, ctx.kernel_device = _device.make_recurrent_kernel(self.cell, self.go_backwards)
+            ctx.kernel = kernel
         return kernel
 
     def _buffer(self, ctx, key, shape):

@@ -1,0 +1,483 @@
+// The device kernels and their orchestration (see rnn_cuda.h).
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda/device_cells.h"
+#include "cuda/rnn_cuda.h"
+
+namespace rnnfast {
+namespace cuda {
+namespace {
+
+void Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// ---- cuBLAS, loaded at run time -----------------------------------------------------
+// dlopen instead of linking: the build needs only nvcc (cuBLAS's 600 MB wheel
+// is a run-time extra, rnnfast[cuda]), and a module built here imports on
+// machines without it. The C ABI of these five functions is stable.
+using BlasHandle = void*;
+using CreateFn = int (*)(BlasHandle*);
+using DestroyFn = int (*)(BlasHandle);
+using SetStreamFn = int (*)(BlasHandle, cudaStream_t);
+template <typename T>
+using GemmFn = int (*)(BlasHandle, int, int, int, int, int, const T*, const T*, int, const T*, int,
+                       const T*, T*, int);
+
+struct Cublas {
+  void* lib = nullptr;
+  CreateFn create = nullptr;
+  DestroyFn destroy = nullptr;
+  SetStreamFn set_stream = nullptr;
+  GemmFn<float> sgemm = nullptr;
+  GemmFn<double> dgemm = nullptr;
+};
+Cublas& Blas() {
+  static Cublas c;
+  return c;
+}
+
+template <typename T>
+struct Buffer {
+  T* p = nullptr;
+  std::size_t n = 0;
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() {
+    if (p != nullptr) cudaFree(p);
+  }
+  T* Reserve(std::size_t count) {
+    if (count > n) {
+      if (p != nullptr) cudaFree(p);
+      p = nullptr;
+      n = 0;
+      Check(cudaMalloc(&p, std::max<std::size_t>(count, 1) * sizeof(T)), "cudaMalloc");
+      n = count;
+    }
+    return p;
+  }
+};
+
+constexpr int kThreads = 256;
+inline int Blocks(long long n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
+
+#define RNNFAST_GRID_POINT                                          \
+  const long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; \
+  if (idx >= B * U) return;                                        \
+  const long long b = idx / U, u = idx % U;
+
+template <typename T>
+__global__ void AddRows(T* out, const T* row, long long rows, long long cols, bool set) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < rows * cols) out[i] = (set ? T(0) : out[i]) + row[i % cols];
+}
+template <typename T>
+__global__ void Sum2(T* out, const T* a, const T* b, long long n) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < n) out[i] = a[i] + (b != nullptr ? b[i] : T(0));
+}
+template <typename T>
+__global__ void ColumnSums(const T* a, long long rows, long long cols, long long lda, T* out) {
+  const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  T s = T(0);
+  for (long long r = 0; r < rows; ++r) s += a[r * lda + c];
+  out[c] = s;
+}
+
+template <typename T>
+__global__ void SimpleFwd(long long B, long long U, int act, T* g, const T* hp, T* hn,
+                          const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  SimpleRNNForwardPoint<T>(b, u, U, act, g, hp, hn, nullptr, m);
+}
+template <typename T>
+__global__ void SimpleBwd(long long B, long long U, int act, const T* g, const T* dh, T* dg,
+                          T* carry, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  SimpleRNNBackwardPoint<T>(b, u, U, act, g, dh, dg, carry, m);
+}
+template <typename T>
+__global__ void LSTMFwd(long long B, long long U, int act, int rec, T* g, const T* hp, const T* cp,
+                        T* hn, T* cn, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  LSTMForwardPoint<T>(b, u, U, act, rec, g, hp, cp, hn, cn, nullptr, m);
+}
+template <typename T>
+__global__ void LSTMBwd(long long B, long long U, int act, int rec, const T* g, const T* c,
+                        const T* cp, const T* dh, T* dc, T* dg, T* carry, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  // dc in place: each point reads its dL/dc_t before writing dL/dc_{t-1}.
+  LSTMBackwardPoint<T>(b, u, U, act, rec, g, c, cp, dh, dc, dg, dc, carry, m);
+}
+template <typename T>
+__global__ void GRUFwd(long long B, long long U, int act, int rec, T* xg, T* rg, const T* hp,
+                       T* hn, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  GRUForwardPoint<T>(b, u, U, act, rec, xg, rg, hp, hn, nullptr, m);
+}
+template <typename T>
+__global__ void GRUBwd(long long B, long long U, int act, int rec, const T* xg, const T* rg,
+                       const T* hp, const T* dh, T* dxg, T* drg, T* carry, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  GRUBackwardPoint<T>(b, u, U, act, rec, xg, rg, hp, dh, dxg, drg, carry, m);
+}
+template <typename T>
+__global__ void GRUBeforeFwd1(long long B, long long U, int rec, T* xg, const T* rz, const T* hp,
+                              T* rh) {
+  RNNFAST_GRID_POINT
+  GRUBeforeForwardPoint1<T>(b, u, U, rec, xg, rz, hp, rh);
+}
+template <typename T>
+__global__ void GRUBeforeFwd2(long long B, long long U, int act, T* xg, const T* hg, const T* hp,
+                              T* hn, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  GRUBeforeForwardPoint2<T>(b, u, U, act, xg, hg, hp, hn, nullptr, m);
+}
+template <typename T>
+__global__ void GRUBeforeBwd1(long long B, long long U, int act, int rec, const T* xg, const T* hp,
+                              const T* dh, T* dg, T* dhg, T* carry, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  GRUBeforeBackwardPoint1<T>(b, u, U, act, rec, xg, hp, dh, dg, dhg, carry, m);
+}
+template <typename T>
+__global__ void GRUBeforeBwd2(long long B, long long U, int rec, const T* xg, const T* hp,
+                              const T* drh, T* dg, T* carry, const std::uint8_t* m) {
+  RNNFAST_GRID_POINT
+  GRUBeforeBackwardPoint2<T>(b, u, U, rec, xg, hp, drh, dg, carry, m);
+}
+
+}  // namespace
+
+int DeviceCount(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    if (why != nullptr) *why = cudaGetErrorString(e);
+    cudaGetLastError();  // clear the sticky error
+    return 0;
+  }
+  if (n == 0 && why != nullptr) *why = "no CUDA device visible";
+  return n;
+}
+
+std::string DeviceName(int device) {
+  cudaDeviceProp p;
+  Check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  return p.name;
+}
+
+bool LoadCublas(const std::string& path, std::string* why) {
+  Cublas& c = Blas();
+  if (c.lib != nullptr) return true;
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (h == nullptr) {
+    if (why != nullptr) *why = dlerror();
+    return false;
+  }
+  Cublas n;
+  n.create = reinterpret_cast<CreateFn>(dlsym(h, "cublasCreate_v2"));
+  n.destroy = reinterpret_cast<DestroyFn>(dlsym(h, "cublasDestroy_v2"));
+  n.set_stream = reinterpret_cast<SetStreamFn>(dlsym(h, "cublasSetStream_v2"));
+  n.sgemm = reinterpret_cast<GemmFn<float>>(dlsym(h, "cublasSgemm_v2"));
+  n.dgemm = reinterpret_cast<GemmFn<double>>(dlsym(h, "cublasDgemm_v2"));
+  if (!n.create || !n.destroy || !n.set_stream || !n.sgemm || !n.dgemm) {
+    if (why != nullptr) *why = path + " lacks the cuBLAS v2 functions rnnfast uses";
+    dlclose(h);
+    return false;
+  }
+  n.lib = h;
+  c = n;
+  return true;
+}
+
+bool CublasLoaded() { return Blas().lib != nullptr; }
+
+template <typename T>
+struct DeviceRNN<T>::Impl {
+  CellOptions o;
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  BlasHandle blas = nullptr;
+  long long B = 0, Tn = 0, I = 0, U = 0;
+  bool has_bias = false, has_mask = false, cache = false;
+  Buffer<T> x, W, R, bias, xw, H, C, rg, rh, rz, hg, dy, dh, dc, dht, dg, dg2, dgh, drh, dW, dR,
+      db, dx;
+  Buffer<std::uint8_t> mask;
+
+  int G() const { return static_cast<int>(o.cell); }
+  const std::uint8_t* Mask(long long s) const { return has_mask ? mask.p + s * B : nullptr; }
+
+  // Row-major C[M, N] = alpha op(A) op(B) + beta C, through column-major
+  // cuBLAS as C^T = op(B)^T op(A)^T.
+  void Gemm(bool ta, bool tb, long long M, long long N, long long K, const T* A, long long lda,
+            const T* Bm, long long ldb, T beta, T* Cm, long long ldc) {
+    const T alpha = T(1);
+    int status;
+    if constexpr (sizeof(T) == 4)
+      status = Blas().sgemm(blas, tb ? 1 : 0, ta ? 1 : 0, (int)N, (int)M, (int)K, &alpha, Bm, (int)ldb,
+                            A, (int)lda, &beta, Cm, (int)ldc);
+    else
+      status = Blas().dgemm(blas, tb ? 1 : 0, ta ? 1 : 0, (int)N, (int)M, (int)K, &alpha, Bm, (int)ldb,
+                            A, (int)lda, &beta, Cm, (int)ldc);
+    if (status != 0) throw std::runtime_error("cuBLAS GEMM failed with status " + std::to_string(status));
+  }
+  void Upload(T* dst, const T* src, std::size_t n) {
+    Check(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream), "upload");
+  }
+  void Download(T* dst, const T* src, std::size_t n) {
+    Check(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, stream), "download");
+  }
+  void Sync() { Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+  void Launched() { Check(cudaGetLastError(), "kernel launch"); }
+};
+
+template <typename T>
+DeviceRNN<T>::DeviceRNN(const CellOptions& options, int device) : impl_(new Impl) {
+  if (!CublasLoaded()) throw std::runtime_error("cuBLAS is not loaded (rnnfast._cuda.load_cublas)");
+  impl_->o = options;
+  impl_->device = device;
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  Check(cudaStreamCreate(&impl_->stream), "cudaStreamCreate");
+  if (Blas().create(&impl_->blas) != 0) throw std::runtime_error("cublasCreate failed");
+  Blas().set_stream(impl_->blas, impl_->stream);
+}
+
+template <typename T>
+DeviceRNN<T>::~DeviceRNN() {
+  if (impl_->blas != nullptr) Blas().destroy(impl_->blas);
+  if (impl_->stream != nullptr) cudaStreamDestroy(impl_->stream);
+}
+
+template <typename T>
+bool DeviceRNN<T>::has_cache() const {
+  return impl_->cache;
+}
+
+template <typename T>
+void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I, long long U,
+                           const T* x, const T* kernel, const T* recurrent_kernel, const T* bias,
+                           const T* h0, const T* c0, const std::uint8_t* mask, T* y, T* h_last,
+                           T* c_last) {
+  Impl& m = *impl_;
+  Check(cudaSetDevice(m.device), "cudaSetDevice");
+  m.cache = false;
+  const Cell cell = m.o.cell;
+  const int G = m.G();
+  const long long GU = G * U, BU = B * U;
+  const bool gru = cell == Cell::kGRU, after = gru && m.o.reset_after;
+  m.B = B, m.Tn = Tn, m.I = I, m.U = U, m.has_bias = bias != nullptr, m.has_mask = mask != nullptr;
+  // Time-major input (reversed for go_backwards), uploaded once.
+  std::vector<T> xt(static_cast<std::size_t>(Tn * B * I));
+  std::vector<std::uint8_t> mt(mask != nullptr ? static_cast<std::size_t>(Tn * B) : 0);
+  for (long long s = 0; s < Tn; ++s) {
+    const long long t = m.o.go_backwards ? Tn - 1 - s : s;
+    for (long long b = 0; b < B; ++b) {
+      std::copy(x + (b * Tn + t) * I, x + (b * Tn + t + 1) * I, xt.data() + (s * B + b) * I);
+      if (mask != nullptr) mt[s * B + b] = mask[b * Tn + t] != 0;
+    }
+  }
+  T* X = m.x.Reserve(xt.size());
+  m.Upload(X, xt.data(), xt.size());
+  if (mask != nullptr) {
+    m.mask.Reserve(mt.size());
+    Check(cudaMemcpyAsync(m.mask.p, mt.data(), mt.size(), cudaMemcpyHostToDevice, m.stream), "upload");
+  }
+  T* W = m.W.Reserve(I * GU);
+  T* R = m.R.Reserve(U * GU);
+  m.Upload(W, kernel, I * GU);
+  m.Upload(R, recurrent_kernel, U * GU);
+  const long long nb = after ? 2 * GU : GU;
+  T* bd = bias != nullptr ? m.bias.Reserve(nb) : nullptr;
+  if (bias != nullptr) m.Upload(bd, bias, nb);
+  // The input projection of every step: one GEMM, then the input bias.
+  T* XW = m.xw.Reserve(Tn * B * GU);
+  m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
+  if (bd != nullptr) {
+    AddRows<T><<<Blocks(Tn * B * GU), kThreads, 0, m.stream>>>(XW, bd, Tn * B, GU, false);
+    m.Launched();
+  }
+  T* H = m.H.Reserve((Tn + 1) * BU);
+  T* Cs = cell == Cell::kLSTM ? m.C.Reserve((Tn + 1) * BU) : nullptr;
+  if (h0 != nullptr) m.Upload(H, h0, BU);
+  else Check(cudaMemsetAsync(H, 0, BU * sizeof(T), m.stream), "memset");
+  if (Cs != nullptr) {
+    if (c0 != nullptr) m.Upload(Cs, c0, BU);
+    else Check(cudaMemsetAsync(Cs, 0, BU * sizeof(T), m.stream), "memset");
+  }
+  // Per-step buffers the backward needs are kept for every step in training.
+  T* RG = after ? m.rg.Reserve((training ? Tn : 1) * B * GU) : nullptr;
+  T* RH = gru && !after ? m.rh.Reserve((training ? Tn : 1) * BU) : nullptr;
+  T* RZ = gru && !after ? m.rz.Reserve(2 * BU) : nullptr;
+  T* HG = gru && !after ? m.hg.Reserve(BU) : nullptr;
+  const int blocks = Blocks(BU);
+  const int act = m.o.activation, rec = m.o.recurrent_activation;
+  for (long long s = 0; s < Tn; ++s) {
+    T* g = XW + s * B * GU;
+    const T* hp = H + s * BU;
+    T* hn = H + (s + 1) * BU;
+    const std::uint8_t* mk = m.Mask(s);
+    if (cell == Cell::kSimpleRNN) {
+      m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+      SimpleFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, hp, hn, mk);
+    } else if (cell == Cell::kLSTM) {
+      m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+      LSTMFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, hp, Cs + s * BU, hn,
+                                                    Cs + (s + 1) * BU, mk);
+    } else if (after) {
+      T* rg = RG + (training ? s * B * GU : 0);
+      if (bd != nullptr) {
+        AddRows<T><<<Blocks(B * GU), kThreads, 0, m.stream>>>(rg, bd + GU, B, GU, true);
+        m.Launched();
+      }
+      m.Gemm(false, false, B, GU, U, hp, U, R, GU, bd != nullptr ? T(1) : T(0), rg, GU);
+      GRUFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, rg, hp, hn, mk);
+    } else {
+      T* rh = RH + (training ? s * BU : 0);
+      m.Gemm(false, false, B, 2 * U, U, hp, U, R, GU, T(0), RZ, 2 * U);
+      GRUBeforeFwd1<T><<<blocks, kThreads, 0, m.stream>>>(B, U, rec, g, RZ, hp, rh);
+      m.Launched();
+      m.Gemm(false, false, B, U, U, rh, U, R + 2 * U, GU, T(0), HG, U);
+      GRUBeforeFwd2<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, HG, hp, hn, mk);
+    }
+    m.Launched();
+  }
+  if (y != nullptr) {
+    std::vector<T> yt(static_cast<std::size_t>(Tn * BU));
+    m.Download(yt.data(), H + BU, yt.size());
+    m.Sync();
+    for (long long s = 0; s < Tn; ++s)
+      for (long long b = 0; b < B; ++b)
+        std::copy(yt.data() + (s * B + b) * U, yt.data() + (s * B + b + 1) * U, y + (b * Tn + s) * U);
+  }
+  if (h_last != nullptr) m.Download(h_last, H + Tn * BU, BU);
+  if (c_last != nullptr && Cs != nullptr) m.Download(c_last, Cs + Tn * BU, BU);
+  m.Sync();
+  m.cache = training;
+}
+
+template <typename T>
+void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* dx, T* dh0, T* dc0,
+                            T* dkernel, T* drecurrent_kernel, T* dbias) {
+  Impl& m = *impl_;
+  if (!m.cache) throw std::logic_error("backward() needs the cache of a training forward");
+  m.cache = false;
+  Check(cudaSetDevice(m.device), "cudaSetDevice");
+  const Cell cell = m.o.cell;
+  const long long B = m.B, Tn = m.Tn, I = m.I, U = m.U, G = m.G(), GU = G * U, BU = B * U;
+  const bool gru = cell == Cell::kGRU, after = gru && m.o.reset_after;
+  const int act = m.o.activation, rec = m.o.recurrent_activation, blocks = Blocks(BU);
+  T* DY = nullptr;
+  if (dy != nullptr) {  // processing order already: [B, T, U] -> [T, B, U]
+    std::vector<T> dt(static_cast<std::size_t>(Tn * BU));
+    for (long long b = 0; b < B; ++b)
+      for (long long s = 0; s < Tn; ++s)
+        std::copy(dy + (b * Tn + s) * U, dy + (b * Tn + s + 1) * U, dt.data() + (s * B + b) * U);
+    DY = m.dy.Reserve(dt.size());
+    m.Upload(DY, dt.data(), dt.size());
+    m.Sync();  // dt leaves scope
+  }
+  T* dH = m.dh.Reserve(BU);
+  T* dC = cell == Cell::kLSTM ? m.dc.Reserve(BU) : nullptr;
+  T* dHt = m.dht.Reserve(BU);
+  if (dh_last != nullptr) m.Upload(dH, dh_last, BU);
+  else Check(cudaMemsetAsync(dH, 0, BU * sizeof(T), m.stream), "memset");
+  if (dC != nullptr) {
+    if (dc_last != nullptr) m.Upload(dC, dc_last, BU);
+    else Check(cudaMemsetAsync(dC, 0, BU * sizeof(T), m.stream), "memset");
+  }
+  T* XW = m.xw.p;
+  T* H = m.H.p;
+  T* R = m.R.p;
+  // Gradients of every step's pre-activations, for the GEMMs after the loop.
+  T* DG = m.dg.Reserve(Tn * B * GU);
+  T* DG2 = after ? m.dg2.Reserve(Tn * B * GU) : nullptr;         // GRU: recurrent side
+  T* DGH = gru && !after ? m.dgh.Reserve(Tn * BU) : nullptr;     // GRU before: dL/d(rh R_h)
+  T* DRH = gru && !after ? m.drh.Reserve(BU) : nullptr;
+  for (long long s = Tn - 1; s >= 0; --s) {
+    const std::uint8_t* mk = m.Mask(s);
+    Sum2<T><<<blocks, kThreads, 0, m.stream>>>(dHt, dH, DY != nullptr ? DY + s * BU : nullptr, BU);
+    m.Launched();
+    const T* g = XW + s * B * GU;
+    const T* hp = H + s * BU;
+    T* dg = DG + s * B * GU;
+    // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMM adds
+    // the recurrent part.
+    if (cell == Cell::kSimpleRNN) {
+      SimpleBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, dHt, dg, dH, mk);
+      m.Launched();
+      m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+    } else if (cell == Cell::kLSTM) {
+      LSTMBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, m.C.p + (s + 1) * BU,
+                                                    m.C.p + s * BU, dHt, dC, dg, dH, mk);
+      m.Launched();
+      m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+    } else if (after) {
+      T* drg = DG2 + s * B * GU;
+      GRUBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, m.rg.p + s * B * GU, hp, dHt,
+                                                   dg, drg, dH, mk);
+      m.Launched();
+      m.Gemm(false, true, B, U, GU, drg, GU, R, GU, T(1), dH, U);
+    } else {
+      T* dgh = DGH + s * BU;
+      GRUBeforeBwd1<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, hp, dHt, dg, dgh, dH, mk);
+      m.Launched();
+      m.Gemm(false, true, B, U, U, dgh, U, R + 2 * U, GU, T(0), DRH, U);
+      GRUBeforeBwd2<T><<<blocks, kThreads, 0, m.stream>>>(B, U, rec, g, hp, DRH, dg, dH, mk);
+      m.Launched();
+      m.Gemm(false, true, B, U, 2 * U, dg, GU, R, GU, T(1), dH, U);
+    }
+  }
+  // Weight, bias and input gradients: one GEMM each over all steps.
+  const long long TB = Tn * B;
+  T* dW = m.dW.Reserve(I * GU);
+  T* dR = m.dR.Reserve(U * GU);
+  m.Gemm(true, false, I, GU, TB, m.x.p, I, DG, GU, T(0), dW, GU);
+  if (!gru || after) {
+    m.Gemm(true, false, U, GU, TB, H, U, after ? DG2 : DG, GU, T(0), dR, GU);
+  } else {
+    m.Gemm(true, false, U, 2 * U, TB, H, U, DG, GU, T(0), dR, GU);
+    m.Gemm(true, false, U, U, TB, m.rh.p, U, DGH, U, T(0), dR + 2 * U, GU);
+  }
+  T* dB = nullptr;
+  if (m.has_bias) {
+    dB = m.db.Reserve(after ? 2 * GU : GU);
+    ColumnSums<T><<<Blocks(GU), kThreads, 0, m.stream>>>(DG, TB, GU, GU, dB);
+    if (after) ColumnSums<T><<<Blocks(GU), kThreads, 0, m.stream>>>(DG2, TB, GU, GU, dB + GU);
+    m.Launched();
+  }
+  T* DX = nullptr;
+  if (dx != nullptr) {
+    DX = m.dx.Reserve(TB * I);
+    m.Gemm(false, true, TB, I, GU, DG, GU, m.W.p, GU, T(0), DX, I);
+  }
+  m.Download(dkernel, dW, I * GU);
+  m.Download(drecurrent_kernel, dR, U * GU);
+  if (dB != nullptr && dbias != nullptr) m.Download(dbias, dB, after ? 2 * GU : GU);
+  if (dh0 != nullptr) m.Download(dh0, dH, BU);
+  if (dc0 != nullptr && dC != nullptr) m.Download(dc0, dC, BU);
+  if (DX != nullptr) {
+    std::vector<T> xt(static_cast<std::size_t>(TB * I));
+    m.Download(xt.data(), DX, xt.size());
+    m.Sync();
+    for (long long s = 0; s < Tn; ++s) {
+      const long long t = m.o.go_backwards ? Tn - 1 - s : s;
+      for (long long b = 0; b < B; ++b)
+        std::copy(xt.data() + (s * B + b) * I, xt.data() + (s * B + b + 1) * I, dx + (b * Tn + t) * I);
+    }
+  }
+  m.Sync();
+}
+
+template class DeviceRNN<float>;
+template class DeviceRNN<double>;
+
+}  // namespace cuda
+}  // namespace rnnfast
