@@ -41,6 +41,12 @@ FP32 GEMM ceiling is measured in the same run with NumPy's BLAS and with Eigen
 (through rnnfast._core.gemm_gflops). --quick runs W1, W2, C1, C2 and I1 (of
 those selected) once with few repeats (a smoke test for CI; no assertions on
 time anywhere).
+
+--device gpu runs the recurrent workloads W1-W4 on a CUDA GPU: rnnfast with
+RNNFAST_DEVICE=gpu (rnnfast._cuda), PyTorch with the module and data on
+"cuda" (cuDNN), timed with torch.cuda.synchronize(); Keras is left out. The
+ceiling is then the GPU's FP32 GEMM speed (torch.matmul on 8192^2 with TF32
+off), and each GFLOP/s figure's share of it is printed.
 """
 
 from __future__ import annotations
@@ -251,7 +257,9 @@ def torch_conv_net(torch, w):
     return {"C1": WaveNet, "C2": ConvGRU, "I1": CNN}[w]()
 
 
-def run_rnnfast(w, cell, repeats, warmup, threads):
+def run_rnnfast(w, cell, repeats, warmup, threads, device="cpu"):
+    if device == "gpu":
+        os.environ["RNNFAST_DEVICE"] = "gpu"
     import rnnfast
 
     rnnfast.set_num_threads(threads)
@@ -262,7 +270,7 @@ def run_rnnfast(w, cell, repeats, warmup, threads):
     return {"train": train, "infer": infer, "rss": peak_rss_mb()}
 
 
-def run_keras(w, cell, repeats, warmup, threads):
+def run_keras(w, cell, repeats, warmup, threads, device="cpu"):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
@@ -281,7 +289,7 @@ def run_keras(w, cell, repeats, warmup, threads):
             "backend": keras.backend.backend()}
 
 
-def run_torch(w, cell, repeats, warmup, threads):
+def run_torch(w, cell, repeats, warmup, threads, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
@@ -304,23 +312,28 @@ def run_torch(w, cell, repeats, warmup, threads):
                 x, _ = rnn(x)
             return self.dense(x[:, -1])
 
-    return run_torch_net(torch, Net(), w, repeats, warmup)
+    return run_torch_net(torch, Net(), w, repeats, warmup, device)
 
 
-def run_torch_net(torch, net, w, repeats, warmup):
+def run_torch_net(torch, net, w, repeats, warmup, device="cpu"):
+    dev = "cuda" if device == "gpu" else "cpu"
+    net = net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x_np, y_np = data(w)
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    x, y = torch.from_numpy(x_np).to(dev), torch.from_numpy(y_np).to(dev)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
     def step():
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(net(x), y)
         loss.backward()
         opt.step()
+        sync()
 
     def infer():
         with torch.no_grad():
             net(x)
+        sync()
 
     return {"train": timed(step, repeats, warmup), "infer": timed(infer, repeats, warmup),
             "rss": peak_rss_mb()}
@@ -340,12 +353,29 @@ def gemm_ceiling(threads, size=2048, repeats=5):
             "eigen": _core.gemm_gflops(size, size, size, threads=threads, repeats=repeats)}
 
 
+def gpu_ceiling(size=8192, repeats=5):
+    """The GPU's FP32 GEMM speed (TF32 off: the recurrent kernels compute in FP32)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(size, size, device="cuda")
+    b = torch.randn(size, size, device="cuda")
+
+    def mm():
+        a @ b
+        torch.cuda.synchronize()
+
+    t = timed(mm, repeats, 2)
+    return {"numpy": 2.0 * size ** 3 / t / 1e9, "eigen": 2.0 * size ** 3 / t / 1e9}
+
+
 def child(args):
     if args.child == "ceiling":
-        print(json.dumps(gemm_ceiling(args.threads, size=args.size)))
+        print(json.dumps(gpu_ceiling() if args.device == "gpu"
+                         else gemm_ceiling(args.threads, size=args.size)))
         return
     fn = {"rnnfast": run_rnnfast, "torch": run_torch, "keras": run_keras}[args.child]
-    res = fn(args.workload, args.cell, args.repeats, args.warmup, args.threads)
+    res = fn(args.workload, args.cell, args.repeats, args.warmup, args.threads, args.device)
     print(json.dumps(res))
 
 
@@ -366,6 +396,8 @@ def main():
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--frameworks", nargs="+", default=["rnnfast", "torch", "keras"])
     p.add_argument("--json", metavar="FILE", help="also write the raw results here")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: W1-W4 on a CUDA GPU against PyTorch on cuda")
     p.add_argument("--keras-python", metavar="PYTHON", default=sys.executable,
                    help="interpreter with Keras (and TensorFlow) installed, e.g. a separate venv")
     p.add_argument("--child", choices=["rnnfast", "torch", "keras", "ceiling"], help=argparse.SUPPRESS)
@@ -378,6 +410,9 @@ def main():
         return child(args)
     if args.quick:
         args.rounds, args.workloads = 1, [w for w in args.workloads if w in QUICK]
+    if args.device == "gpu":
+        args.workloads = [w for w in args.workloads if w in WORKLOADS]
+        args.frameworks = [f for f in args.frameworks if f != "keras"]
     python = {"rnnfast": sys.executable, "torch": sys.executable, "keras": args.keras_python}
     frameworks = [f for f in args.frameworks if f == "rnnfast" or available(f, python[f])]
     missing = sorted(set(args.frameworks) - set(frameworks))
@@ -393,7 +428,8 @@ def main():
             for cell in (["-"] if w in CONV_WORKLOADS else args.cells):
                 for fw in frameworks:
                     cmd = [python[fw], __file__, "--child", fw, "--workload", w, "--cell", cell,
-                           "--repeats", str(repeats), "--threads", str(args.threads)]
+                           "--repeats", str(repeats), "--threads", str(args.threads),
+                           "--device", args.device]
                     out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode != 0:
                         print(out.stderr, file=sys.stderr)
@@ -402,7 +438,7 @@ def main():
         # In a child too: a forked child's peak RSS starts from its parent's
         # (Linux keeps ru_maxrss across fork and exec), so the parent stays small.
         cmd = [sys.executable, __file__, "--child", "ceiling", "--threads", str(args.threads),
-               "--size", "1024" if args.quick else "2048"]
+               "--size", "1024" if args.quick else "2048", "--device", args.device]
         ceilings.append(json.loads(subprocess.run(cmd, capture_output=True, text=True,
                                                   check=True).stdout.strip().splitlines()[-1]))
     ceiling = {k: statistics.median(c[k] for c in ceilings) for k in ("numpy", "eigen")}
@@ -415,10 +451,14 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"threads {args.threads}; rounds {args.rounds}; frameworks measured: {frameworks}"
           + (f"; not installed: {missing}" if missing else ""))
-    print(f"FP32 GEMM ceiling ({args.threads} threads, {'1024' if args.quick else '2048'}^3, median of "
-          f"{len(ceilings)} round(s)): NumPy BLAS {ceiling['numpy']:.0f} GFLOP/s "
-          f"({spread['numpy'][0]:.0f}-{spread['numpy'][1]:.0f}), Eigen {ceiling['eigen']:.0f} GFLOP/s "
-          f"({spread['eigen'][0]:.0f}-{spread['eigen'][1]:.0f})")
+    if args.device == "gpu":
+        print(f"GPU FP32 GEMM ceiling (torch.matmul, 8192^3, TF32 off, median of {len(ceilings)} "
+              f"round(s)): {ceiling['numpy']:.0f} GFLOP/s")
+    else:
+        print(f"FP32 GEMM ceiling ({args.threads} threads, {'1024' if args.quick else '2048'}^3, median of "
+            f"{len(ceilings)} round(s)): NumPy BLAS {ceiling['numpy']:.0f} GFLOP/s "
+            f"({spread['numpy'][0]:.0f}-{spread['numpy'][1]:.0f}), Eigen {ceiling['eigen']:.0f} GFLOP/s "
+            f"({spread['eigen'][0]:.0f}-{spread['eigen'][1]:.0f})")
     rnn_workloads = [w for w in args.workloads if w in WORKLOADS]
     conv_workloads = [w for w in args.workloads if w in CONV_WORKLOADS]
     if rnn_workloads:
@@ -444,8 +484,10 @@ def print_rnn_table(args, med, ceiling, workloads):
             rt, ri = med(w, cell, "rnnfast", "train"), med(w, cell, "rnnfast", "infer")
             tt, ti = med(w, cell, "torch", "train"), med(w, cell, "torch", "infer")
             kt = med(w, cell, "keras", "train")
-            keras_txt = f"{kt * 1e3:.1f}" if kt else f"({KERAS_REFERENCE_TRAIN[(w, cell)]:.1f} ref)"
-            k_ms = kt * 1e3 if kt else KERAS_REFERENCE_TRAIN[(w, cell)]
+            # On the GPU there is no Keras anchor (its reference times are CPU ones).
+            ref = None if args.device == "gpu" else KERAS_REFERENCE_TRAIN[(w, cell)]
+            keras_txt = f"{kt * 1e3:.1f}" if kt else (f"({ref:.1f} ref)" if ref else "-")
+            k_ms = kt * 1e3 if kt else ref
             anchor = min(x for x in (tt * 1e3 if tt else None, k_ms) if x is not None)
             sp_t = f"{tt / rt:.2f}x" if tt else "-"
             if tt:
