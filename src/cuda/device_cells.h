@@ -157,8 +157,8 @@ RNNFAST_HD void LSTMBackwardPoint(Index b, Index u, Index U, int act, int rec_ac
 
 // ---- GRU, reset_after=True (Keras 3's default, cuDNN's and torch's) ---------------
 // xg [B, 3U]: x_t W + input bias (z, r, h); rg [B, 3U]: h_{t-1} R + recurrent
-// bias. Overwrites xg with z, r, hh and rg's h block with its pre-reset value
-// (kept for the backward).
+// bias. Overwrites xg with z, r, hh; rg is left as it is (its h block, the
+// pre-reset value, is what the backward needs).
 template <typename T>
 RNNFAST_HD void GRUForwardPoint(Index b, Index u, Index U, int act, int rec_act, T* xg, T* rg,
                                 const T* h_prev, T* h_out, T* y, const std::uint8_t* mask) {

@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,6 +73,8 @@ class Kernel {
   py::tuple Forward(py::object x, py::object kernel, py::object recurrent_kernel, py::object bias,
                     py::object initial_state, py::object mask, bool training,
                     bool return_sequences) {
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) throw std::runtime_error(kBusy);
     py::array xa = py::array::ensure(x);
     if (xa && py::array_t<float>::check_(xa))
       return ForwardT<float>(xa, kernel, recurrent_kernel, bias, initial_state, mask, training,
@@ -83,12 +86,16 @@ class Kernel {
   }
 
   py::tuple Backward(py::object doutputs, py::object dfinal_state, bool compute_dx) {
+    std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) throw std::runtime_error(kBusy);
     if (cache_ == 4) return BackwardT<float>(doutputs, dfinal_state, compute_dx, f32_);
     if (cache_ == 8) return BackwardT<double>(doutputs, dfinal_state, compute_dx, f64_);
     throw std::logic_error("backward() needs the cache of a forward(..., training=True)");
   }
 
  private:
+  static constexpr const char* kBusy =
+      "this kernel object is already running in another thread; use one object per thread";
   int G() const { return static_cast<int>(o_.cell); }
   std::vector<py::object> States(py::object s) const {
     const int n = o_.cell == Cell::kLSTM ? 2 : 1;
@@ -97,10 +104,11 @@ class Kernel {
     if (py::isinstance<py::list>(s) || py::isinstance<py::tuple>(s)) {
       py::sequence seq = s;
       if (static_cast<int>(seq.size()) != n)
-        throw py::value_error("initial_state must hold " + std::to_string(n) + " arrays");
+        throw py::value_error("the state must hold " + std::to_string(n) + " arrays");
       for (int i = 0; i < n; ++i) out[i] = seq[i];
       return out;
     }
+    if (n != 1) throw py::type_error("an LSTM state must be a pair (h, c)");  // as the CPU kernels
     out[0] = s;
     return out;
   }
@@ -123,8 +131,15 @@ class Kernel {
     if (st.size() > 1 && !st[1].is_none()) c0 = In<T>(st[1], "initial_state[1]", {B, U});
     std::optional<py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>> m;
     if (!mask.is_none()) {
+      // As the CPU kernels: bool, integer or float masks, nonzero = step.
+      py::object np = py::module_::import("numpy");
+      py::array ma = np.attr("asarray")(mask);
+      const char kind = ma.dtype().kind();
+      if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f')
+        throw py::type_error("mask must hold booleans or numbers, got dtype " +
+                             py::str(ma.dtype()).cast<std::string>());
       m = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(
-          py::module_::import("numpy").attr("asarray")(mask).attr("astype")("bool"));
+          np.attr("not_equal")(ma, 0));
       if (m->ndim() != 2 || m->shape(0) != B || m->shape(1) != Tn)
         throw py::value_error("mask must have shape (batch, time)");
     }
@@ -134,7 +149,7 @@ class Kernel {
     std::optional<py::array_t<T, py::array::c_style>> c;
     if (o_.cell == Cell::kLSTM) c = py::array_t<T, py::array::c_style>(Shape{B, U});
     if (!obj) obj.reset(new DeviceRNN<T>(o_, device_));
-    cache_ = 0;
+    if (cache_ == static_cast<int>(sizeof(T))) cache_ = 0;  // this dtype's cache is overwritten
     {
       py::gil_scoped_release release;
       obj->Forward(training, B, Tn, I, U, x.data(), k.data(), r.data(), b ? b->data() : nullptr,
@@ -143,7 +158,7 @@ class Kernel {
     }
     if (training) {
       cache_ = sizeof(T);
-      B_ = B, T_ = Tn, I_ = I, bias_ = b.has_value();
+      dims_[sizeof(T) / 8] = {B, Tn, I, b.has_value()};
     }
     py::object fs = h;
     if (c) fs = py::make_tuple(h, *c);
@@ -153,7 +168,8 @@ class Kernel {
   template <typename T>
   py::tuple BackwardT(py::object doutputs, py::object dfinal_state, bool compute_dx,
                       std::unique_ptr<DeviceRNN<T>>& obj) {
-    const long long B = B_, Tn = T_, I = I_, U = units_, GU = G() * U;
+    const Dims& d = dims_[sizeof(T) / 8];
+    const long long B = d.B, Tn = d.T, I = d.I, U = units_, GU = G() * U;
     std::optional<py::array_t<T, py::array::c_style>> dy, dh, dc, dx, db, dc0;
     if (!doutputs.is_none()) dy = In<T>(doutputs, "doutputs", {B, Tn, U});
     const auto st = States(dfinal_state);
@@ -161,7 +177,7 @@ class Kernel {
     if (st.size() > 1 && !st[1].is_none()) dc = In<T>(st[1], "dfinal_state[1]", {B, U});
     if (compute_dx) dx = py::array_t<T, py::array::c_style>(Shape{B, Tn, I});
     const bool two = o_.cell == Cell::kGRU && o_.reset_after;
-    if (bias_) db = py::array_t<T, py::array::c_style>(two ? Shape{2, GU} : Shape{GU});
+    if (d.bias) db = py::array_t<T, py::array::c_style>(two ? Shape{2, GU} : Shape{GU});
     py::array_t<T, py::array::c_style> dh0(Shape{B, U}), dk(Shape{I, GU}), dr(Shape{U, GU});
     if (o_.cell == Cell::kLSTM) dc0 = py::array_t<T, py::array::c_style>(Shape{B, U});
     cache_ = 0;
@@ -181,9 +197,13 @@ class Kernel {
   CellOptions o_;
   long long units_;
   int device_;
-  int cache_ = 0;
-  long long B_ = 0, T_ = 0, I_ = 0;
-  bool bias_ = false;
+  int cache_ = 0;  // sizeof(T) of the cached training forward, 0: none
+  struct Dims {
+    long long B = 0, T = 0, I = 0;
+    bool bias = false;
+  };
+  Dims dims_[2];  // of the last training forward per dtype: [0] float32, [1] float64
+  std::mutex mutex_;
   std::unique_ptr<DeviceRNN<float>> f32_;
   std::unique_ptr<DeviceRNN<double>> f64_;
 };

@@ -220,6 +220,9 @@ struct DeviceRNN<T>::Impl {
   void Gemm(bool ta, bool tb, long long M, long long N, long long K, const T* A, long long lda,
             const T* Bm, long long ldb, T beta, T* Cm, long long ldc) {
     const T alpha = T(1);
+    const long long most = 2147483647LL;
+    if (M > most || N > most || K > most || lda > most || ldb > most || ldc > most)
+      throw std::length_error("a GEMM dimension exceeds cuBLAS's 32-bit sizes");
     int status;
     if constexpr (sizeof(T) == 4)
       status = Blas().sgemm(blas, tb ? 1 : 0, ta ? 1 : 0, (int)N, (int)M, (int)K, &alpha, Bm, (int)ldb,
@@ -246,12 +249,20 @@ DeviceRNN<T>::DeviceRNN(const CellOptions& options, int device) : impl_(new Impl
   impl_->device = device;
   Check(cudaSetDevice(device), "cudaSetDevice");
   Check(cudaStreamCreate(&impl_->stream), "cudaStreamCreate");
-  if (Blas().create(&impl_->blas) != 0) throw std::runtime_error("cublasCreate failed");
-  Blas().set_stream(impl_->blas, impl_->stream);
+  if (Blas().create(&impl_->blas) != 0) {
+    cudaStreamDestroy(impl_->stream);
+    throw std::runtime_error("cublasCreate failed");
+  }
+  if (Blas().set_stream(impl_->blas, impl_->stream) != 0) {
+    Blas().destroy(impl_->blas);
+    cudaStreamDestroy(impl_->stream);
+    throw std::runtime_error("cublasSetStream failed");
+  }
 }
 
 template <typename T>
 DeviceRNN<T>::~DeviceRNN() {
+  cudaSetDevice(impl_->device);
   if (impl_->blas != nullptr) Blas().destroy(impl_->blas);
   if (impl_->stream != nullptr) cudaStreamDestroy(impl_->stream);
 }
