@@ -2,10 +2,13 @@
 
 Without a GPU: the module (built whenever nvcc is present) imports and says
 why no device is usable, device names parse, and an explicit GPU choice that
-cannot be honoured is a clear error. With one (``pytest -m gpu``; skipped
-when none is visible): every kernel against the CPU kernels, forward and
-backward, all options the device kernels take, to 1e-5 in float32; fit on
-the GPU equal to fit on the CPU."""
+cannot be honoured is a clear error. The CUDA module's own code built on a
+host emulation of the runtime and cuBLAS (rnnfast._cuda_emulated, with the
+C++ tests) runs every kernel against the CPU kernels: the orchestration
+(GEMM shapes, leading dimensions, buffers, step order, reorderings) is
+checked on every machine. With a GPU (``pytest -m gpu``; skipped when none
+is visible): the same comparisons on the device, to 1e-5 in float32, and
+fit on the GPU equal to fit on the CPU."""
 
 import numpy as np
 import pytest
@@ -69,15 +72,28 @@ CELLS = {"simple_rnn": (1, lambda u, **kw: _core.SimpleRNNKernel(u, **kw)),
          "gru_before": (3, lambda u, **kw: _core.GRUKernel(u, reset_after=False, **kw))}
 
 
-@pytest.mark.gpu
-@gpu
+def cuda_module(name):
+    """rnnfast._cuda on a real device, or its code on the host emulation."""
+    if name == "gpu":
+        if not GPU:
+            pytest.skip("no usable CUDA device: " + _device.probe()["why"])
+        from rnnfast import _cuda
+        return _cuda
+    mod = pytest.importorskip("rnnfast._cuda_emulated",
+                              reason="the emulated CUDA module is built with the C++ tests")
+    ok, why = mod.load_cublas("emulated")
+    assert ok, why
+    return mod
+
+
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
 @pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opts", [dict(), dict(go_backwards=True), dict(mask=True),
-                                  dict(state=True), dict(bias=False), dict(seqs=False)])
-def test_gpu_kernels_match_cpu(cell, dtype, opts):
-    from rnnfast import _cuda
-
+                                  dict(state=True), dict(bias=False), dict(seqs=False),
+                                  dict(acts=True), dict(reuse=True)])
+def test_device_kernels_match_cpu(where, cell, dtype, opts):
+    _cuda = cuda_module(where)
     G, make = CELLS[cell]
     B, T, I, U = 5, 7, 3, 6
     rng = np.random.default_rng(0)
@@ -94,9 +110,17 @@ def test_gpu_kernels_match_cpu(cell, dtype, opts):
     mask = (rng.random((B, T)) > 0.3) if opts.get("mask") else None
     gb = opts.get("go_backwards", False)
     seqs = opts.get("seqs", True)
-    cpu = make(U, go_backwards=gb)
-    dev = _cuda.RecurrentKernel(G, U, go_backwards=gb, reset_after=cell != "gru_before")
+    akw = {}
+    if opts.get("acts"):
+        akw = dict(activation="relu")
+        if cell != "simple_rnn":
+            akw["recurrent_activation"] = "hard_sigmoid"
+    cpu = make(U, go_backwards=gb, **akw)
+    dev = _cuda.RecurrentKernel(G, U, go_backwards=gb, reset_after=cell != "gru_before", **akw)
     kw = dict(initial_state=init, mask=mask, training=True, return_sequences=seqs)
+    if opts.get("reuse"):  # a larger call first: buffers reused at a smaller size
+        dev.forward(np.ones((B + 2, T + 3, I), dtype), W, R, b, training=True)
+        dev.backward()
     yc, fc = cpu.forward(x, W, R, b, **kw)
     yg, fg = dev.forward(x, W, R, b, **kw)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)

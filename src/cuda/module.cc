@@ -210,7 +210,11 @@ class Kernel {
 
 }  // namespace
 
-PYBIND11_MODULE(_cuda, m) {
+#ifndef RNNFAST_CUDA_MODULE_NAME
+#define RNNFAST_CUDA_MODULE_NAME _cuda
+#endif
+
+PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
   m.doc() = "rnnfast's CUDA kernels (SimpleRNN, LSTM, GRU forward and backward on a GPU).";
   m.def("device_count", []() {
     std::string why;

@@ -1,5 +1,10 @@
 // The device kernels and their orchestration (see rnn_cuda.h).
+#if defined(RNNFAST_CUDA_EMULATE)
+#include "cuda/host_emulation.h"  // the test build without a GPU
+#else
 #include <cuda_runtime.h>
+#define RNNFAST_LAUNCH(kernel, blocks, stream, ...) kernel<<<blocks, kThreads, 0, stream>>>(__VA_ARGS__)
+#endif
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -43,6 +48,10 @@ Cublas& Blas() {
   return c;
 }
 
+}  // namespace
+
+// Device memory that grows to the largest call (named namespace: a member
+// type of DeviceRNN<T>::Impl).
 template <typename T>
 struct Buffer {
   T* p = nullptr;
@@ -64,6 +73,8 @@ struct Buffer {
     return p;
   }
 };
+
+namespace {
 
 constexpr int kThreads = 256;
 inline int Blocks(long long n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
@@ -177,6 +188,18 @@ std::string DeviceName(int device) {
 bool LoadCublas(const std::string& path, std::string* why) {
   Cublas& c = Blas();
   if (c.lib != nullptr) return true;
+#if defined(RNNFAST_CUDA_EMULATE)
+  if (path == "emulated") {
+    namespace e = ::rnnfast::emulation;
+    c.create = e::Create;
+    c.destroy = e::Destroy;
+    c.set_stream = e::SetStream;
+    c.sgemm = e::Gemm<float>;
+    c.dgemm = e::Gemm<double>;
+    c.lib = &c;  // loaded
+    return true;
+  }
+#endif
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (h == nullptr) {
     if (why != nullptr) *why = dlerror();
@@ -312,7 +335,7 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
   T* XW = m.xw.Reserve(Tn * B * GU);
   m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
   if (bd != nullptr) {
-    AddRows<T><<<Blocks(Tn * B * GU), kThreads, 0, m.stream>>>(XW, bd, Tn * B, GU, false);
+    RNNFAST_LAUNCH(AddRows<T>, Blocks(Tn * B * GU), m.stream, XW, bd, Tn * B, GU, false);
     m.Launched();
   }
   T* H = m.H.Reserve((Tn + 1) * BU);
@@ -337,26 +360,26 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
     const std::uint8_t* mk = m.Mask(s);
     if (cell == Cell::kSimpleRNN) {
       m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
-      SimpleFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, hp, hn, mk);
+      RNNFAST_LAUNCH(SimpleFwd<T>, blocks, m.stream, B, U, act, g, hp, hn, mk);
     } else if (cell == Cell::kLSTM) {
       m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
-      LSTMFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, hp, Cs + s * BU, hn,
+      RNNFAST_LAUNCH(LSTMFwd<T>, blocks, m.stream, B, U, act, rec, g, hp, Cs + s * BU, hn,
                                                     Cs + (s + 1) * BU, mk);
     } else if (after) {
       T* rg = RG + (training ? s * B * GU : 0);
       if (bd != nullptr) {
-        AddRows<T><<<Blocks(B * GU), kThreads, 0, m.stream>>>(rg, bd + GU, B, GU, true);
+        RNNFAST_LAUNCH(AddRows<T>, Blocks(B * GU), m.stream, rg, bd + GU, B, GU, true);
         m.Launched();
       }
       m.Gemm(false, false, B, GU, U, hp, U, R, GU, bd != nullptr ? T(1) : T(0), rg, GU);
-      GRUFwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, rg, hp, hn, mk);
+      RNNFAST_LAUNCH(GRUFwd<T>, blocks, m.stream, B, U, act, rec, g, rg, hp, hn, mk);
     } else {
       T* rh = RH + (training ? s * BU : 0);
       m.Gemm(false, false, B, 2 * U, U, hp, U, R, GU, T(0), RZ, 2 * U);
-      GRUBeforeFwd1<T><<<blocks, kThreads, 0, m.stream>>>(B, U, rec, g, RZ, hp, rh);
+      RNNFAST_LAUNCH(GRUBeforeFwd1<T>, blocks, m.stream, B, U, rec, g, RZ, hp, rh);
       m.Launched();
       m.Gemm(false, false, B, U, U, rh, U, R + 2 * U, GU, T(0), HG, U);
-      GRUBeforeFwd2<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, HG, hp, hn, mk);
+      RNNFAST_LAUNCH(GRUBeforeFwd2<T>, blocks, m.stream, B, U, act, g, HG, hp, hn, mk);
     }
     m.Launched();
   }
@@ -414,7 +437,7 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
   T* DRH = gru && !after ? m.drh.Reserve(BU) : nullptr;
   for (long long s = Tn - 1; s >= 0; --s) {
     const std::uint8_t* mk = m.Mask(s);
-    Sum2<T><<<blocks, kThreads, 0, m.stream>>>(dHt, dH, DY != nullptr ? DY + s * BU : nullptr, BU);
+    RNNFAST_LAUNCH(Sum2<T>, blocks, m.stream, dHt, dH, DY != nullptr ? DY + s * BU : nullptr, BU);
     m.Launched();
     const T* g = XW + s * B * GU;
     const T* hp = H + s * BU;
@@ -422,26 +445,26 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
     // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMM adds
     // the recurrent part.
     if (cell == Cell::kSimpleRNN) {
-      SimpleBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, g, dHt, dg, dH, mk);
+      RNNFAST_LAUNCH(SimpleBwd<T>, blocks, m.stream, B, U, act, g, dHt, dg, dH, mk);
       m.Launched();
       m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
     } else if (cell == Cell::kLSTM) {
-      LSTMBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, m.C.p + (s + 1) * BU,
+      RNNFAST_LAUNCH(LSTMBwd<T>, blocks, m.stream, B, U, act, rec, g, m.C.p + (s + 1) * BU,
                                                     m.C.p + s * BU, dHt, dC, dg, dH, mk);
       m.Launched();
       m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
     } else if (after) {
       T* drg = DG2 + s * B * GU;
-      GRUBwd<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, m.rg.p + s * B * GU, hp, dHt,
+      RNNFAST_LAUNCH(GRUBwd<T>, blocks, m.stream, B, U, act, rec, g, m.rg.p + s * B * GU, hp, dHt,
                                                    dg, drg, dH, mk);
       m.Launched();
       m.Gemm(false, true, B, U, GU, drg, GU, R, GU, T(1), dH, U);
     } else {
       T* dgh = DGH + s * BU;
-      GRUBeforeBwd1<T><<<blocks, kThreads, 0, m.stream>>>(B, U, act, rec, g, hp, dHt, dg, dgh, dH, mk);
+      RNNFAST_LAUNCH(GRUBeforeBwd1<T>, blocks, m.stream, B, U, act, rec, g, hp, dHt, dg, dgh, dH, mk);
       m.Launched();
       m.Gemm(false, true, B, U, U, dgh, U, R + 2 * U, GU, T(0), DRH, U);
-      GRUBeforeBwd2<T><<<blocks, kThreads, 0, m.stream>>>(B, U, rec, g, hp, DRH, dg, dH, mk);
+      RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, hp, DRH, dg, dH, mk);
       m.Launched();
       m.Gemm(false, true, B, U, 2 * U, dg, GU, R, GU, T(1), dH, U);
     }
@@ -460,8 +483,8 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
   T* dB = nullptr;
   if (m.has_bias) {
     dB = m.db.Reserve(after ? 2 * GU : GU);
-    ColumnSums<T><<<Blocks(GU), kThreads, 0, m.stream>>>(DG, TB, GU, GU, dB);
-    if (after) ColumnSums<T><<<Blocks(GU), kThreads, 0, m.stream>>>(DG2, TB, GU, GU, dB + GU);
+    RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG, TB, GU, GU, dB);
+    if (after) RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG2, TB, GU, GU, dB + GU);
     m.Launched();
   }
   T* DX = nullptr;
