@@ -182,12 +182,13 @@ def make_recurrent_kernel(cell, go_backwards):
     global _told
     kind, index, _ = current()
     if kind == "gpu":
+        if not _told:  # one informational line per process
+            _log.info("rnnfast: recurrent layers run on gpu:%d; recurrent layers with dropout "
+                      "and all other layers run on the CPU", index)
+            _told = True
         if cell.dropout == 0 and cell.recurrent_dropout == 0:
             gates = cell.recurrent_kernel.shape[1] // cell.units
             return GPUKernel(gates, cell.units, cell._activation_name,
                              getattr(cell, "_recurrent_activation_name", "sigmoid"), go_backwards,
                              getattr(cell, "reset_after", True), index), f"gpu:{index}"
-        if not _told:
-            _log.info("rnnfast: recurrent layers with dropout, and all other layers, run on the CPU")
-            _told = True
     return cell.make_kernel(go_backwards), "cpu"
