@@ -91,7 +91,7 @@ def cuda_module(name):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opts", [dict(), dict(go_backwards=True), dict(mask=True),
                                   dict(state=True), dict(bias=False), dict(seqs=False),
-                                  dict(acts=True), dict(reuse=True)])
+                                  dict(acts=True), dict(reuse=True), dict(dropout=True)])
 def test_device_kernels_match_cpu(where, cell, dtype, opts):
     _cuda = cuda_module(where)
     G, make = CELLS[cell]
@@ -118,6 +118,8 @@ def test_device_kernels_match_cpu(where, cell, dtype, opts):
     cpu = make(U, go_backwards=gb, **akw)
     dev = _cuda.RecurrentKernel(G, U, go_backwards=gb, reset_after=cell != "gru_before", **akw)
     kw = dict(initial_state=init, mask=mask, training=True, return_sequences=seqs)
+    if opts.get("dropout"):  # one shared input mask, scaled as the layers draw it
+        kw["input_dropout_mask"] = ((rng.random((B, I)) > 0.3) / 0.7).astype(dtype)
     if opts.get("reuse"):  # a larger call first: buffers reused at a smaller size
         dev.forward(np.ones((B + 2, T + 3, I), dtype), W, R, b, training=True)
         dev.backward()
@@ -163,3 +165,20 @@ def test_fit_on_gpu_equals_fit_on_cpu():
     np.testing.assert_allclose(loss_g, loss_c, rtol=1e-4)
     for a, b in zip(w_g, w_c):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_device_kernel_argument_errors():
+    cu = cuda_module("emulated")
+    k = cu.RecurrentKernel(4, 3)
+    x = np.zeros((2, 5, 4), "float32")
+    W, R = np.zeros((4, 12), "float32"), np.zeros((3, 12), "float32")
+    with pytest.raises(ValueError, match="per-gate input dropout"):
+        k.forward(x, W, R, input_dropout_mask=np.ones((4, 2, 4), "float32"))
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        k.forward(x, np.zeros((3, 12), "float32"), R)
+    with pytest.raises(TypeError, match="pair"):
+        k.forward(x, W, R, initial_state=np.zeros((2, 3), "float32"))
+    with pytest.raises(TypeError, match="mask must hold"):
+        k.forward(x, W, R, mask=np.array([["a"] * 5] * 2))
+    with pytest.raises(RuntimeError, match="training=True"):
+        cu.RecurrentKernel(1, 3).backward()

@@ -9,8 +9,8 @@ explicitly. The choice is made when a layer creates its kernel object (once
 per call site); ``status()`` says which device is used and why.
 
 On the GPU the recurrent layers run there (inputs and weights are copied in
-and results out on each call); a cell with dropout, and every other layer,
-runs on the CPU, which the log says once (logger "rnnfast").
+and results out on each call); a cell with recurrent_dropout, and every other
+layer, runs on the CPU, which the log says once (logger "rnnfast").
 """
 
 from __future__ import annotations
@@ -153,10 +153,11 @@ class GPUKernel:
     def forward(self, x, kernel, recurrent_kernel, bias=None, *, initial_state=None, mask=None,
                 input_dropout_mask=None, recurrent_dropout_mask=None, training=False, out=None,
                 return_sequences=True):
-        if input_dropout_mask is not None or recurrent_dropout_mask is not None:
-            raise ValueError("dropout masks are not supported by the GPU kernels")
+        if recurrent_dropout_mask is not None:
+            raise ValueError("recurrent dropout masks are not supported by the GPU kernels")
         y, final = self._k.forward(x, kernel, recurrent_kernel, bias, initial_state=initial_state,
-                                   mask=mask, training=training,
+                                   mask=mask, input_dropout_mask=input_dropout_mask,
+                                   training=training,
                                    return_sequences=return_sequences)
         if out is not None and y is not None:
             out[...] = y
@@ -178,15 +179,15 @@ class GPUKernel:
 
 def make_recurrent_kernel(cell, go_backwards):
     """(kernel object, device string) for a recurrent cell: the GPU's when the
-    GPU is in use and the cell has no dropout, else the CPU's."""
+    GPU is in use and the cell has no recurrent dropout, else the CPU's."""
     global _told
     kind, index, _ = current()
     if kind == "gpu":
         if not _told:  # one informational line per process
-            _log.info("rnnfast: recurrent layers run on gpu:%d; recurrent layers with dropout "
-                      "and all other layers run on the CPU", index)
+            _log.info("rnnfast: recurrent layers run on gpu:%d; those with recurrent_dropout, "
+                      "and all other layers, run on the CPU", index)
             _told = True
-        if cell.dropout == 0 and cell.recurrent_dropout == 0:
+        if cell.recurrent_dropout == 0:  # input dropout alone is one shared mask
             gates = cell.recurrent_kernel.shape[1] // cell.units
             return GPUKernel(gates, cell.units, cell._activation_name,
                              getattr(cell, "_recurrent_activation_name", "sigmoid"), go_backwards,

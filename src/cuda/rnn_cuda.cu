@@ -234,6 +234,7 @@ struct DeviceRNN<T>::Impl {
   Buffer<T> x, W, R, bias, xw, H, C, rg, rh, rz, hg, dy, dh, dc, dht, dg, dg2, dgh, drh, dW, dR,
       db, dx;
   Buffer<std::uint8_t> mask;
+  std::vector<T> in_drop;  // [B, I] input dropout mask of the cached forward (empty: none)
 
   int G() const { return static_cast<int>(o.cell); }
   const std::uint8_t* Mask(long long s) const { return has_mask ? mask.p + s * B : nullptr; }
@@ -298,8 +299,8 @@ bool DeviceRNN<T>::has_cache() const {
 template <typename T>
 void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I, long long U,
                            const T* x, const T* kernel, const T* recurrent_kernel, const T* bias,
-                           const T* h0, const T* c0, const std::uint8_t* mask, T* y, T* h_last,
-                           T* c_last) {
+                           const T* h0, const T* c0, const std::uint8_t* mask,
+                           const T* input_dropout, T* y, T* h_last, T* c_last) {
   Impl& m = *impl_;
   Check(cudaSetDevice(m.device), "cudaSetDevice");
   m.cache = false;
@@ -308,13 +309,21 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
   const long long GU = G * U, BU = B * U;
   const bool gru = cell == Cell::kGRU, after = gru && m.o.reset_after;
   m.B = B, m.Tn = Tn, m.I = I, m.U = U, m.has_bias = bias != nullptr, m.has_mask = mask != nullptr;
-  // Time-major input (reversed for go_backwards), uploaded once.
+  // Time-major input (reversed for go_backwards, times the input dropout
+  // mask, which the backward applies to dx too), uploaded once.
   std::vector<T> xt(static_cast<std::size_t>(Tn * B * I));
   std::vector<std::uint8_t> mt(mask != nullptr ? static_cast<std::size_t>(Tn * B) : 0);
+  if (input_dropout != nullptr)
+    m.in_drop.assign(input_dropout, input_dropout + B * I);
+  else
+    m.in_drop.clear();
   for (long long s = 0; s < Tn; ++s) {
     const long long t = m.o.go_backwards ? Tn - 1 - s : s;
     for (long long b = 0; b < B; ++b) {
-      std::copy(x + (b * Tn + t) * I, x + (b * Tn + t + 1) * I, xt.data() + (s * B + b) * I);
+      T* row = xt.data() + (s * B + b) * I;
+      std::copy(x + (b * Tn + t) * I, x + (b * Tn + t + 1) * I, row);
+      if (input_dropout != nullptr)
+        for (long long i = 0; i < I; ++i) row[i] *= input_dropout[b * I + i];
       if (mask != nullptr) mt[s * B + b] = mask[b * Tn + t] != 0;
     }
   }
@@ -501,10 +510,14 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
     std::vector<T> xt(static_cast<std::size_t>(TB * I));
     m.Download(xt.data(), DX, xt.size());
     m.Sync();
+    const bool drop = !m.in_drop.empty();
     for (long long s = 0; s < Tn; ++s) {
       const long long t = m.o.go_backwards ? Tn - 1 - s : s;
-      for (long long b = 0; b < B; ++b)
-        std::copy(xt.data() + (s * B + b) * I, xt.data() + (s * B + b + 1) * I, dx + (b * Tn + t) * I);
+      for (long long b = 0; b < B; ++b) {
+        const T* src = xt.data() + (s * B + b) * I;
+        T* dst = dx + (b * Tn + t) * I;
+        for (long long i = 0; i < I; ++i) dst[i] = drop ? src[i] * m.in_drop[b * I + i] : src[i];
+      }
     }
   }
   m.Sync();

@@ -21,8 +21,10 @@
 // Backward: dy [B, T, U] or null, dh_last, dc_last [B, U] or null; writes
 //   dx [B, T, I] (original order; null: skipped), dh0, dc0 [B, U],
 //   dkernel, drecurrent_kernel, dbias (the shapes above; dbias only with a bias).
-// Dropout masks are not supported on the device (the layers run on the CPU
-// when they are used).
+// input_dropout [B, I] (null: none): one multiplicative mask shared by all
+// gates and steps (Keras's `dropout` without `recurrent_dropout`). Per-gate
+// and recurrent dropout masks are not supported on the device (the layers
+// run on the CPU when they are used).
 #pragma once
 
 #include <cstdint>
@@ -61,7 +63,7 @@ class DeviceRNN {
 
   void Forward(bool training, long long B, long long Tn, long long I, long long U, const T* x,
                const T* kernel, const T* recurrent_kernel, const T* bias, const T* h0, const T* c0,
-               const std::uint8_t* mask, T* y, T* h_last, T* c_last);
+               const std::uint8_t* mask, const T* input_dropout, T* y, T* h_last, T* c_last);
   // Consumes the cache of the last training Forward; throws std::logic_error without one.
   void Backward(const T* dy, const T* dh_last, const T* dc_last, T* dx, T* dh0, T* dc0, T* dkernel,
                 T* drecurrent_kernel, T* dbias);
