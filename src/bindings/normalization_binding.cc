@@ -19,6 +19,17 @@ Opt<T> OptInput(py::handle obj, const char* name, Index C) {
   return Input<T>(obj, name, Shape{C}, "features");
 }
 
+// A fresh output of this shape when wanted, else nothing; and back to Python.
+template <typename T>
+Opt<T> OutputIf(bool wanted, const Shape& shape) {
+  if (!wanted) return std::nullopt;
+  return py::array_t<T, py::array::c_style>(shape);
+}
+template <typename T>
+py::object OrNone(const Opt<T>& a) {
+  return a ? py::object(*a) : py::object(py::none());
+}
+
 void CheckEpsilon(double eps) {
   if (!(eps > 0)) throw py::value_error("epsilon must be positive, got " + std::to_string(eps));
 }
@@ -57,17 +68,14 @@ py::tuple LayerNormBackwardT(const py::array& xa, py::handle mean_o, py::handle 
   auto rstd = Input<T>(rstd_o, "rstd", Shape{R}, "rows");
   auto g = OptInput<T>(gamma, "gamma", C);
   auto dy = Input<T>(dy_o, "dy", Shape{R, C}, "rows, features");
-  Opt<T> dx, dg, db;
-  if (compute_dx) dx = py::array_t<T, py::array::c_style>(Shape{R, C});
-  if (compute_dgamma) dg = py::array_t<T, py::array::c_style>(Shape{C});
-  if (compute_dbeta) db = py::array_t<T, py::array::c_style>(Shape{C});
+  Opt<T> dx = OutputIf<T>(compute_dx, Shape{R, C}), dg = OutputIf<T>(compute_dgamma, Shape{C}),
+         db = OutputIf<T>(compute_dbeta, Shape{C});
   {
     py::gil_scoped_release release;
     LayerNormBackward<T>(R, C, x.data(), mean.data(), rstd.data(), Data(g), dy.data(), MutableData(dx),
                          MutableData(dg), MutableData(db));
   }
-  auto obj = [](Opt<T>& a) -> py::object { return a ? py::object(*a) : py::object(py::none()); };
-  return py::make_tuple(obj(dx), obj(dg), obj(db));
+  return py::make_tuple(OrNone(dx), OrNone(dg), OrNone(db));
 }
 
 template <typename T>
@@ -113,17 +121,14 @@ py::tuple BatchNormBackwardT(const py::array& xa, py::handle mean_o, py::handle 
   auto var = Input<T>(var_o, "variance", Shape{C}, "features");
   auto g = OptInput<T>(gamma, "gamma", C);
   auto dy = Input<T>(dy_o, "dy", Shape{R, C}, "rows, features");
-  Opt<T> dx, dg, db;
-  if (compute_dx) dx = py::array_t<T, py::array::c_style>(Shape{R, C});
-  if (compute_dgamma) dg = py::array_t<T, py::array::c_style>(Shape{C});
-  if (compute_dbeta) db = py::array_t<T, py::array::c_style>(Shape{C});
+  Opt<T> dx = OutputIf<T>(compute_dx, Shape{R, C}), dg = OutputIf<T>(compute_dgamma, Shape{C}),
+         db = OutputIf<T>(compute_dbeta, Shape{C});
   {
     py::gil_scoped_release release;
     BatchNormBackward<T>(R, C, static_cast<T>(eps), x.data(), mean.data(), var.data(), Data(g),
                          dy.data(), MutableData(dx), MutableData(dg), MutableData(db));
   }
-  auto obj = [](Opt<T>& a) -> py::object { return a ? py::object(*a) : py::object(py::none()); };
-  return py::make_tuple(obj(dx), obj(dg), obj(db));
+  return py::make_tuple(OrNone(dx), OrNone(dg), OrNone(db));
 }
 
 // Calls f.template operator()<T>() for x's float dtype.

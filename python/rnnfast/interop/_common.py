@@ -37,3 +37,17 @@ def float_dtype(dtype, what: str) -> np.dtype:
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ConversionError(f"{what}: rnnfast computes in float32 or float64, got {dt}")
     return dt
+
+
+def as_numpy(value, name: str, where: str = "from_torch") -> np.ndarray:
+    """A torch tensor (any device; bfloat16 widened, NumPy has none) or an
+    array-like as a NumPy float array; ConversionError for non-floats."""
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f":
+        raise ConversionError(f"{where}: {name} holds {arr.dtype} values, not floats")
+    return arr

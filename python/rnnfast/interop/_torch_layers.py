@@ -23,21 +23,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._common import ConversionError, float_dtype, require_torch
+from ._common import ConversionError, as_numpy, float_dtype, require_torch
 
 _KINDS = ("Conv1d", "Conv2d", "LayerNorm", "BatchNorm1d", "BatchNorm2d")
-
-
-def _numpy(value, name, where):
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        value = value.numpy()
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f":
-        raise ConversionError(f"{where}: {name} holds {arr.dtype} values, not floats")
-    return arr
 
 
 def is_torch_layer(obj) -> bool:
@@ -81,7 +69,7 @@ def from_torch_layer(module, *, data_format="channels_first", dtype=None):
         raise ConversionError(f"from_torch converts torch.nn.Conv1d, Conv2d, LayerNorm, "
                               f"BatchNorm1d and BatchNorm2d layers (and RNN/LSTM/GRU modules); "
                               f"got {type(module).__name__}")
-    state = {k: _numpy(v, k, where) for k, v in module.state_dict().items()
+    state = {k: as_numpy(v, k, where) for k, v in module.state_dict().items()
              if k != "num_batches_tracked"}
     if dtype is None:
         dtype = next(iter(state.values())).dtype if state else np.float32
@@ -174,7 +162,7 @@ def load_torch_state_dict(layer, state_dict, *, prefix=""):
         if prefix + key not in state_dict:
             raise ConversionError(f"{where}: the state dict has no '{prefix + key}' (keys: "
                                   f"{sorted(state_dict)[:8]})")
-        value = _numpy(state_dict[prefix + key], prefix + key, where)
+        value = as_numpy(state_dict[prefix + key], prefix + key, where)
         value = value if from_t is None else np.transpose(value, from_t)
         if value.shape != var.shape:
             raise ConversionError(f"{where}: '{prefix + key}' gives shape {value.shape} in Keras "

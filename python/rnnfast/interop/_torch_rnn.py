@@ -26,7 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..layers import registry
-from ._common import ConversionError, float_dtype, require_torch
+from ._common import ConversionError, as_numpy, float_dtype, require_torch
 
 _MODES = {"RNN_TANH": ("RNN", "tanh"), "RNN_RELU": ("RNN", "relu"), "LSTM": ("LSTM", None),
           "GRU": ("GRU", None)}
@@ -42,15 +42,7 @@ def _gru_swap(units):
 
 
 def _as_numpy(value, name):
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":  # NumPy has no bfloat16
-            value = value.float()
-        value = value.numpy()
-    arr = np.asarray(value)
-    if arr.dtype.kind != "f":
-        raise ConversionError(f"from_torch: {name} holds {arr.dtype} values, not floats")
-    return arr
+    return as_numpy(value, name)
 
 
 # ---- torch -> rnnfast ---------------------------------------------------------------------
