@@ -482,3 +482,22 @@ def test_config_round_trip(make):
     # JSON-able, as .keras files store it
     import json
     assert json.loads(json.dumps(config)) == json.loads(json.dumps(again.get_config()))
+
+
+def test_conv_with_a_custom_activation_runs_it_in_numpy():
+    """A user's activation (with a backward) is not fused into the kernel:
+    it runs on the linear convolution's output, and its gradient is checked."""
+    def twice_softsign(x):
+        return 2 * x / (1 + np.abs(x))
+
+    twice_softsign.backward = lambda x, y, dy: dy * 2 / (1 + np.abs(x)) ** 2
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 7, 3))
+    layer = rnnfast.layers.Conv1D(4, 3, padding="causal", activation=twice_softsign,
+                                  dtype="float64")
+    layer.build(x.shape)
+    linear = rnnfast.layers.Conv1D(4, 3, padding="causal", dtype="float64")
+    linear.build(x.shape)
+    linear.set_weights(layer.get_weights())
+    np.testing.assert_allclose(layer(x), twice_softsign(linear(x)), rtol=1e-12)
+    fd_check(layer, x)

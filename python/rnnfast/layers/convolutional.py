@@ -124,9 +124,9 @@ class BaseConv(Layer):
         self.bias_regularizer = regularizers_module.get(bias_regularizer)
         self.kernel_constraint = constraints_module.get(kernel_constraint)
         self.bias_constraint = constraints_module.get(bias_constraint)
-        name = activations_module.serialize(self.activation)
-        builtin = getattr(activations_module, str(name), None) is self.activation
-        self._fused = _FUSED.get(name) if builtin else None
+        # The built-in functions themselves (a custom callable runs in NumPy).
+        self._fused = next((name for name in _FUSED
+                            if getattr(activations_module, name) is self.activation), None)
 
     # ---- shapes --------------------------------------------------------------------
 
