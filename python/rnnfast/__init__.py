@@ -51,7 +51,7 @@ def build_info() -> dict:
     return info
 
 
-_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "initializers", "interop",
+_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "distribution", "initializers", "interop",
                "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
                "trainers", "utils")
 # Top-level names of Keras 3 and where they live.

@@ -95,6 +95,10 @@ def unpack_batch(batch, where):
 class ArrayDataAdapter:
     """Batches sliced from arrays, shuffled each epoch when asked."""
 
+    # The shuffling generator; None: rnnfast's global one. Data-parallel
+    # training gives every rank the same one, so that all ranks shuffle alike.
+    rng = None
+
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, steps=None):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.n = num_samples([("x", x), ("y", y), ("sample_weight", sample_weight)])
@@ -109,7 +113,7 @@ class ArrayDataAdapter:
             self.num_batches = min(self.num_batches, int(steps))
 
     def epoch(self):
-        order = _rng.global_rng().permutation(self.n) if self.shuffle else None
+        order = (self.rng or _rng.global_rng()).permutation(self.n) if self.shuffle else None
         for step in range(self.num_batches):
             start = step * self.batch_size
             if order is None:
@@ -167,6 +171,8 @@ class PyDatasetAdapter:
     when fit asks), ``on_epoch_begin``/``on_epoch_end`` called around each
     epoch. With ``workers > 1`` batches are fetched ahead by a thread pool."""
 
+    rng = None  # as ArrayDataAdapter.rng
+
     def __init__(self, dataset, steps=None, shuffle=False):
         self.dataset = dataset
         self.shuffle = shuffle
@@ -183,7 +189,7 @@ class PyDatasetAdapter:
             begin()
         indices = list(range(self.num_batches))
         if self.shuffle and self.n is not None:
-            indices = list(_rng.global_rng().permutation(self.num_batches))
+            indices = list((self.rng or _rng.global_rng()).permutation(self.num_batches))
         workers = int(getattr(self.dataset, "workers", 1) or 1)
         where = "batch {} of the PyDataset"
         if workers > 1:

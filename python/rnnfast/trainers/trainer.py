@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _tree
 from .. import callbacks as callbacks_module
+from .. import distribution as distribution_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optimizers as optimizers_module
@@ -127,9 +128,33 @@ class Trainer:
         return total + self.regularization_penalty(ctx)
 
     def train_step(self, x, y, sample_weight=None):
+        dist = distribution_module.active()
+        if dist is not None:
+            return self._data_parallel_step(dist, x, y, sample_weight)
         loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
         self.optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
         self._update_metrics(loss_value, batch)
+        return loss_value
+
+    def _data_parallel_step(self, dist, x, y, sample_weight):
+        """This rank's shard of the global batch; the gradients of all shards,
+        each weighted by its share of the batch, summed across the ranks (the
+        single-process gradient of the whole batch for losses that average
+        over the batch)."""
+        n = len(_tree.flatten(x)[0])
+        if n < distribution_module.size():
+            raise ValueError(f"a global batch of {n} samples cannot be split over "
+                             f"{distribution_module.size()} ranks: use a batch_size of at least "
+                             f"the number of ranks")
+        part = dist.shard(n)
+        take = (lambda a: None if a is None else a[part])
+        x, y = _tree.map_structure(take, x), _tree.map_structure(take, y)
+        sample_weight = None if sample_weight is None else _tree.map_structure(take, sample_weight)
+        loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
+        grads = dist.allreduce_gradients([g for _, g in pairs], (part.stop - part.start) / n)
+        self.optimizer.apply(grads, [v for v, _ in pairs])
+        self._update_metrics(loss_value, batch)
+        self._dp_samples = getattr(self, "_dp_samples", 0) + (part.stop - part.start)
         return loss_value
 
     def test_step(self, x, y, sample_weight=None):
@@ -226,13 +251,35 @@ class Trainer:
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
                                  "val_sample_weight), a generator or a PyDataset")
         verbose = 1 if verbose == "auto" else verbose
+        dist = distribution_module.active()
+        if dist is not None:
+            # Rank 0 shows the progress and writes the files; all start from its weights.
+            if not distribution_module.is_main():
+                verbose = 0
+                callbacks = [c for c in (callbacks or []) if not isinstance(
+                    c, (callbacks_module.ModelCheckpoint, callbacks_module.CSVLogger))]
+            dist.broadcast_weights(self.weights)
+            adapter.rng = dist.shared_rng()
         cbks = callbacks_module.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                              model=self, verbose=verbose, epochs=epochs,
                                              steps=adapter.num_batches)
         self.stop_training = False
+        try:
+            return self._fit_epochs(cbks, adapter, source, class_weight, initial_epoch, epochs,
+                                    validation_data, validation_batch_size, batch_size,
+                                    validation_steps, validation_freq, dist)
+        except BaseException as e:
+            if dist is not None:  # the other ranks would wait in a collective forever
+                dist.abort(e)
+            raise
+
+    def _fit_epochs(self, cbks, adapter, source, class_weight, initial_epoch, epochs,
+                    validation_data, validation_batch_size, batch_size, validation_steps,
+                    validation_freq, dist):
         cbks.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
+            self._dp_samples = 0
             self.reset_metrics()
             cbks.on_epoch_begin(epoch)
             ran = 0
@@ -243,6 +290,8 @@ class Trainer:
                 self.train_step(*batch)
                 ran += 1
                 cbks.on_train_batch_end(step, self._logs())
+                if dist is not None:  # one rank's stop (TerminateOnNaN) stops them all
+                    self.stop_training = dist.any(self.stop_training)
                 if self.stop_training:
                     break
             adapter.on_epoch_end()
@@ -252,12 +301,16 @@ class Trainer:
                               "* epochs` batches.", UserWarning, stacklevel=2)
                 break
             epoch_logs = self._logs()
+            if dist is not None:
+                epoch_logs = dist.average_logs(epoch_logs, self._dp_samples)
             if validation_data is not None and (epoch + 1) % validation_freq == 0:
                 val = self._validate(validation_data, validation_batch_size or batch_size,
                                      validation_steps, cbks)
                 epoch_logs.update({"val_" + k: v for k, v in val.items()})
             cbks.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
+            if dist is not None:
+                self.stop_training = dist.any(self.stop_training)
             if self.stop_training:
                 break
         if getattr(self.optimizer, "use_ema", False):
