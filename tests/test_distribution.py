@@ -83,6 +83,13 @@ def test_two_ranks_train_exactly_as_one_process(tmp_path):
     h2 = json.loads((two / "history.json").read_text())
     np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=1e-10)
     np.testing.assert_allclose(h2["mae"], h1["mae"], rtol=1e-10)
+    # evaluate and predict: sharded, then averaged / gathered on every rank.
+    e1 = np.load(one / "eval_r0.npz")
+    for r in (0, 1):
+        e2 = np.load(two / f"eval_r{r}.npz")
+        np.testing.assert_allclose(e2["scores"], e1["scores"], rtol=1e-10)
+        np.testing.assert_allclose(e2["pred"], e1["pred"], rtol=1e-10, atol=1e-12)
+    assert e1["pred"].shape == (21, 1)
     # Checkpoints are written by rank 0 only.
     names = sorted(p.name for p in two.iterdir() if p.name.startswith("ckpt"))
     assert names == ["ckpt_r0_1.weights.h5", "ckpt_r0_2.weights.h5", "ckpt_r0_3.weights.h5"]

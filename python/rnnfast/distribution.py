@@ -7,7 +7,8 @@
     model.fit(x, y, batch_size=64, ...)                   # under: mpiexec -n 4 python train.py
 
 Every rank runs the same program. Under a data-parallel distribution
-``fit`` gives each rank a contiguous shard of every global batch
+``fit`` (and ``evaluate``, ``predict``: their logs averaged, their outputs
+gathered on every rank) gives each rank a contiguous shard of every global batch
 (``batch_size`` stays the global batch, as in Keras), broadcasts rank 0's
 weights at the start, and sums the shards' gradients with one in-place
 allreduce of a fused buffer, each weighted by its share of the batch, so
@@ -151,6 +152,11 @@ class DataParallel:
         for i, k in enumerate(keys):
             out[k] = total[i] / total[-1] if total[-1] else logs[k]
         return out
+
+    def allgather(self, obj):
+        """[each rank's obj], in rank order (small per-batch results)."""
+        c = _comm()
+        return [obj] if c is None else c.allgather(obj)
 
     def any(self, flag: bool) -> bool:
         c = _comm()

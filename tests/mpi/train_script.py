@@ -29,6 +29,11 @@ if mode == "raise" and rank == 1:
     callbacks.append(Boom())
 # Shuffled: rank 0 draws each epoch's order as one process would, and shares it.
 hist = model.fit(x, y, batch_size=10, epochs=3, shuffle=True, verbose=0, callbacks=callbacks)
+# Sharded and averaged / gathered; the same on every rank (21 samples: batches of 10,
+# 10 and 1, the last one leaving rank 1 without a sample).
+scores = model.evaluate(x[:21], y[:21], batch_size=10, verbose=0)
+pred = model.predict(x[:21], batch_size=10, verbose=0)
+np.savez(f"{out}/eval_r{rank}.npz", scores=np.array(scores), pred=pred)
 if rank == 0:
     np.savez(f"{out}/weights.npz", *model.get_weights())
     with open(f"{out}/history.json", "w") as f:

@@ -147,9 +147,7 @@ class Trainer:
                              f"{distribution_module.size()} ranks: use a batch_size of at least "
                              f"the number of ranks")
         part = dist.shard(n)
-        take = (lambda a: None if a is None else a[part])
-        x, y = _tree.map_structure(take, x), _tree.map_structure(take, y)
-        sample_weight = None if sample_weight is None else _tree.map_structure(take, sample_weight)
+        x, y, sample_weight = _shard_batch(dist, (x, y, sample_weight))
         loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
         grads = dist.allreduce_gradients([g for _, g in pairs], (part.stop - part.start) / n)
         self.optimizer.apply(grads, [v for v, _ in pairs])
@@ -347,14 +345,24 @@ class Trainer:
             callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=1,
             steps=adapter.num_batches)
         self.reset_metrics()
+        dist = distribution_module.active()
+        samples = 0
         cbks.on_test_begin()
         for step, batch in enumerate(adapter.epoch()):
             if source:
                 batch = self._batch(batch, None, f"batch {step} of the generator")
             cbks.on_test_batch_begin(step)
-            self.test_step(*batch)
+            mine = None
+            if dist is not None:  # this rank's shard; the logs are averaged below
+                batch = _shard_batch(dist, batch)
+                mine = len(_tree.flatten(batch[0])[0])
+                samples += mine
+            if mine != 0:  # a batch smaller than the ranks leaves some without samples
+                self.test_step(*batch)
             cbks.on_test_batch_end(step, self._logs())
         logs = self._logs()
+        if dist is not None:
+            logs = dist.average_logs(logs, samples)
         cbks.on_test_end(logs)
         return self._result(logs, return_dict)
 
@@ -369,6 +377,7 @@ class Trainer:
         cbks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
                                              verbose=verbose, epochs=1, steps=adapter.num_batches)
         outputs = []
+        dist = distribution_module.active()
         cbks.on_predict_begin()
         for step, (xb, _, _) in enumerate(adapter.epoch()):
             if source:
@@ -377,6 +386,17 @@ class Trainer:
                 except (ValueError, TypeError) as e:
                     raise DataError(f"batch {step} of the generator: {e}") from None
             cbks.on_predict_batch_begin(step)
+            if dist is not None:  # each rank predicts its shard; all get the whole batch
+                part = dist.shard(len(_tree.flatten(xb)[0]))
+                xs = _tree.map_structure(lambda a: a[part], xb)
+                mine = [np.array(a, copy=True) for a in self._flat(self.predict_step(xs))] \
+                    if part.stop > part.start else None
+                pieces = [p for p in dist.allgather(mine) if p is not None]
+                flat_y = [np.concatenate(parts) for parts in zip(*pieces)]
+                y = flat_y[0] if len(flat_y) == 1 else self.pack_outputs(flat_y)
+                outputs.append(flat_y)
+                cbks.on_predict_batch_end(step, {"outputs": y})
+                continue
             y = self.predict_step(xb)
             outputs.append([np.array(a, copy=True) for a in self._flat(y)])
             cbks.on_predict_batch_end(step, {"outputs": y})
@@ -433,6 +453,15 @@ class Trainer:
 
     def compile_from_config(self, config, custom_objects=None):
         compile_utils.compile_from_config(self, config, custom_objects)
+
+
+def _shard_batch(dist, batch):
+    """(x, y, sample_weight): this rank's contiguous shard of a global batch."""
+    x, y, sw = batch
+    part = dist.shard(len(_tree.flatten(x)[0]))
+    take = (lambda a: None if a is None else a[part])
+    return (_tree.map_structure(take, x), None if y is None else _tree.map_structure(take, y),
+            None if sw is None else _tree.map_structure(take, sw))
 
 
 def _split(x, y, sample_weight, validation_split):
