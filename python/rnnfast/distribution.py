@@ -107,12 +107,23 @@ class DataParallel:
         r, s = rank(), size()
         return slice(n * r // s, n * (r + 1) // s)
 
-    def broadcast_weights(self, variables):
+    def broadcast_weights(self, variables, optimizer=None):
+        """Rank 0's weights (and optimizer state, when it has some: a resumed
+        run) to every rank, in place."""
         c = _comm()
         if c is None:
             return
         for v in variables:
             c.Bcast(v.value, root=0)
+        if optimizer is not None:
+            slots = list(getattr(optimizer, "_variables", []))
+            counts = c.allgather(len(slots))
+            if len(set(counts)) > 1:
+                raise RuntimeError(f"the ranks' optimizers hold different numbers of state "
+                                   f"arrays ({counts}): build the same model and optimizer on "
+                                   f"every rank")
+            for a in slots + [optimizer._iterations]:
+                c.Bcast(a, root=0)
 
     def shared_rng(self):
         """The shuffling every rank must agree on: rank 0 draws each

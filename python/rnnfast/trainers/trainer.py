@@ -256,7 +256,7 @@ class Trainer:
                 verbose = 0
                 callbacks = [c for c in (callbacks or []) if not isinstance(
                     c, (callbacks_module.ModelCheckpoint, callbacks_module.CSVLogger))]
-            dist.broadcast_weights(self.weights)
+            dist.broadcast_weights(self.weights, self.optimizer)
             adapter.rng = dist.shared_rng()
         cbks = callbacks_module.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0,
                                              model=self, verbose=verbose, epochs=epochs,
