@@ -2,6 +2,7 @@
 pytest.importorskip("keras")): the same model built by both libraries with
 Keras's weights, and the tolerances."""
 
+import json
 import os
 
 import numpy as np
@@ -29,3 +30,21 @@ def both(build):
 def targets_for(model, n=4, seed=1):
     shape = (n,) + tuple(model.outputs[0].shape[1:])
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
+
+
+def plain(config):
+    """The config as a .keras file stores it (JSON: tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
+def check_config_matches_keras(cls, kw):
+    """Layer `cls` made with `kw` has Keras's config keys and values, and each
+    library builds the other's layer from its config."""
+    ck = plain(getattr(keras_ref.layers, cls)(name="x", **kw).get_config())
+    cr = plain(getattr(rnnfast.layers, cls)(name="x", **kw).get_config())
+    assert set(cr) == set(ck)
+    for key in ck:
+        assert cr[key] == ck[key], key
+    again = getattr(rnnfast.layers, cls).from_config(ck)
+    assert plain(again.get_config()) == cr
+    assert plain(getattr(keras_ref.layers, cls).from_config(cr).get_config()) == ck

@@ -5,7 +5,6 @@ differentiates with its own autodiff), BatchNormalization's moving statistics
 follow the same path through fit, the layers' configs have Keras's keys and
 values, and the models move between the two as .keras and legacy .h5 files."""
 
-import json
 import os
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 keras_ref = pytest.importorskip("keras")
 import rnnfast  # noqa: E402
-from keras_harness import both, targets_for  # noqa: E402
+from keras_harness import check_config_matches_keras, both, targets_for  # noqa: E402
 
 # Keras's own deprecation and user warnings (NumPy 2 compatibility, ...) are not ours.
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -264,19 +263,6 @@ CONFIGS = [
 ]
 
 
-def _plain(config):
-    """The config as a .keras file stores it (JSON: tuples become lists)."""
-    return json.loads(json.dumps(config))
-
-
 @pytest.mark.parametrize("cls, kw", CONFIGS, ids=[f"{c}-{sorted(k)}" for c, k in CONFIGS])
 def test_configs_match_keras(cls, kw):
-    ck = _plain(getattr(keras_ref.layers, cls)(name="x", **kw).get_config())
-    cr = _plain(getattr(rnnfast.layers, cls)(name="x", **kw).get_config())
-    assert set(cr) == set(ck)
-    for key in ck:
-        assert cr[key] == ck[key], key
-    # and each builds the other's layer from its config
-    again = getattr(rnnfast.layers, cls).from_config(ck)
-    assert _plain(again.get_config()) == cr
-    assert _plain(getattr(keras_ref.layers, cls).from_config(cr).get_config()) == ck
+    check_config_matches_keras(cls, kw)
