@@ -90,7 +90,8 @@ def test_two_ranks_train_exactly_as_one_process(tmp_path):
         np.testing.assert_allclose(e2["scores"], e1["scores"], rtol=1e-10)
         np.testing.assert_allclose(e2["pred"], e1["pred"], rtol=1e-10, atol=1e-12)
     assert e1["pred"].shape == (21, 1)
-    # Checkpoints are written by rank 0 only.
+    # Checkpoints are written by rank 0 only (the first fit's three epochs; the resumed
+    # fit has no checkpoint callback).
     names = sorted(p.name for p in two.iterdir() if p.name.startswith("ckpt"))
     assert names == ["ckpt_r0_1.weights.h5", "ckpt_r0_2.weights.h5", "ckpt_r0_3.weights.h5"]
 

@@ -29,6 +29,15 @@ if mode == "raise" and rank == 1:
     callbacks.append(Boom())
 # Shuffled: rank 0 draws each epoch's order as one process would, and shares it.
 hist = model.fit(x, y, batch_size=10, epochs=3, shuffle=True, verbose=0, callbacks=callbacks)
+# A resumed fit starts from rank 0's weights and optimizer state: rank 1's are
+# spoiled first, which only the broadcast can repair.
+if rank == 1:
+    for w in model.weights:
+        w.value[...] *= 3.0
+    for slot in model.optimizer._variables:
+        slot[...] += 1.0
+hist2 = model.fit(x, y, batch_size=10, epochs=1, shuffle=True, verbose=0)
+hist.history["loss"] += hist2.history["loss"]
 # Sharded and averaged / gathered; the same on every rank (21 samples: batches of 10,
 # 10 and 1, the last one leaving rank 1 without a sample).
 scores = model.evaluate(x[:21], y[:21], batch_size=10, verbose=0)
