@@ -182,3 +182,314 @@ def test_device_kernel_argument_errors():
         k.forward(x, W, R, mask=np.array([["a"] * 5] * 2))
     with pytest.raises(RuntimeError, match="training=True"):
         cu.RecurrentKernel(1, 3).backward()
+
+
+# ---- CUDA graphs, device-resident weights and the fused updates (emulated) ---------------
+
+def _kernel_case(rng, G, B, T, I, U, dtype, bias_shape):
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    W = (rng.standard_normal((I, G * U)) * 0.4).astype(dtype)
+    R = (rng.standard_normal((U, G * U)) * 0.4).astype(dtype)
+    b = rng.standard_normal(bias_shape).astype(dtype)
+    return x, W, R, b
+
+
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("mode", ["graphs", "capture_fails", "graphs_off"])
+def test_graph_replays_see_fresh_data(where, cell, mode, monkeypatch):
+    """Calls with the same shapes replay a captured graph: each call's new
+    inputs, weights and gradients must reach it (no host data baked in)."""
+    if mode == "capture_fails":
+        if where == "gpu":
+            pytest.skip("the failing capture is emulated")
+        monkeypatch.setenv("RNNFAST_EMULATE_NO_CAPTURE", "1")
+    if mode == "graphs_off":
+        monkeypatch.setenv("RNNFAST_CUDA_GRAPHS", "0")
+    cu = cuda_module(where)
+    tol = dict(rtol=1e-12, atol=1e-12) if where == "emulated" else dict(rtol=1e-9, atol=1e-11)
+    G, make = CELLS[cell]
+    B, T, I, U = 3, 5, 4, 5
+    rng = np.random.default_rng(3)
+    bshape = (2, G * U) if cell == "gru" else (G * U,)
+    dev = cu.RecurrentKernel(G, U, reset_after=cell != "gru_before")
+    cpu = make(U)
+    calls = 5
+    for _ in range(calls):
+        x, W, R, b = _kernel_case(rng, G, B, T, I, U, "float64", bshape)
+        mask = rng.random((B, T)) > 0.2
+        yc, _ = cpu.forward(x, W, R, b, mask=mask, training=True)
+        yg, _ = dev.forward(x, W, R, b, mask=mask, training=True)
+        np.testing.assert_allclose(yg, yc, **tol)
+        dy = rng.standard_normal((B, T, U))
+        gc = cpu.backward(W, R, doutputs=dy)
+        gg = dev.backward(doutputs=dy)
+        for name, a, c in zip(("dx", "dinit", "dkernel", "drecurrent_kernel", "dbias"), gg, gc):
+            for ai, ci in zip(a if isinstance(a, tuple) else [a], c if isinstance(c, tuple) else [c]):
+                np.testing.assert_allclose(ai, ci, err_msg=name, **tol)
+    stats = dev.graph_stats()
+    if mode == "graphs":  # forward and backward: a warm-up, a capture, then replays
+        assert stats == {"captures": 2, "replays": 2 * (calls - 2), "fallbacks": 0}
+    elif mode == "capture_fails":
+        assert stats["captures"] == 0 and stats["replays"] == 0 and stats["fallbacks"] >= 1
+    else:
+        assert stats == {"captures": 0, "replays": 0, "fallbacks": 0}
+
+
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+def test_graphs_follow_shape_changes(where):
+    """A new batch size is a new graph; returning to an old one replays it."""
+    cu = cuda_module(where)
+    rng = np.random.default_rng(4)
+    dev, cpu = cu.RecurrentKernel(4, 3), _core.LSTMKernel(3)
+    for B in (4, 4, 4, 2, 2, 2, 4, 2):
+        x, W, R, b = _kernel_case(rng, 4, B, 6, 2, 3, "float32", (12,))
+        yc, _ = cpu.forward(x, W, R, b)
+        yg, _ = dev.forward(x, W, R, b)
+        np.testing.assert_allclose(yg, yc, rtol=1e-5, atol=1e-6)
+    # B=4: warm-up, capture, 2 replays; B=2: warm-up, capture, 2 replays.
+    assert dev.graph_stats() == {"captures": 2, "replays": 4, "fallbacks": 0}
+
+
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_device_weights_and_accumulated_gradients(where, cell, dtype):
+    """Weights given as device arrays are used in place; gradients written into
+    device arrays are overwritten, or summed over calls with accumulate."""
+    cu = cuda_module(where)
+    G, make = CELLS[cell]
+    B, T, I, U = 4, 6, 3, 5
+    rng = np.random.default_rng(5)
+    bshape = (2, G * U) if cell == "gru" else (G * U,)
+    x, W, R, b = _kernel_case(rng, G, B, T, I, U, dtype, bshape)
+    dW, dR, db = (cu.DeviceArray(a.shape, dtype) for a in (W, R, b))
+    for d, a in ((dW, W), (dR, R), (db, b)):
+        d.upload(a)
+    np.testing.assert_array_equal(dW.download(), W)
+    gk = [cu.DeviceArray(a.shape, dtype) for a in (W, R, b)]
+    dev = cu.RecurrentKernel(G, U, reset_after=cell != "gru_before")
+    cpu = make(U)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-11)
+    total = None
+    for call in range(3):
+        x = rng.standard_normal((B, T, I)).astype(dtype)
+        dy = rng.standard_normal((B, T, U)).astype(dtype)
+        yc, _ = cpu.forward(x, W, R, b, training=True)
+        yg, _ = dev.forward(x, dW, dR, db, training=True)
+        np.testing.assert_allclose(yg, yc, **tol)
+        gc = cpu.backward(W, R, doutputs=dy)
+        gg = dev.backward(doutputs=dy, dkernel_out=gk[0], drecurrent_kernel_out=gk[1],
+                          dbias_out=gk[2], accumulate=call > 0)
+        assert gg[2] is None and gg[3] is None and gg[4] is None  # left on the device
+        np.testing.assert_allclose(gg[0], gc[0], **tol)
+        total = list(gc[2:]) if total is None else [t + c for t, c in zip(total, gc[2:])]
+        for name, d, c in zip(("dkernel", "drecurrent_kernel", "dbias"), gk, total):
+            np.testing.assert_allclose(d.download(), c, err_msg=name, **tol)
+
+
+def test_device_array_and_argument_errors():
+    cu = cuda_module("emulated")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cu.DeviceArray((2, 3), "int32")
+    a = cu.DeviceArray((2, 3), "float32")
+    assert a.shape == (2, 3) and a.dtype == np.float32 and a.nbytes == 24
+    np.testing.assert_array_equal(a.download(), np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"expected shape \(2, 3\) float32"):
+        a.upload(np.zeros((3, 2), "float32"))
+    with pytest.raises(TypeError, match="expected a float32 array"):
+        a.upload(np.zeros((2, 3), "float64"))
+    k = cu.RecurrentKernel(4, 3)
+    x = np.zeros((2, 5, 4), "float32")
+    W, R = cu.DeviceArray((4, 12), "float32"), cu.DeviceArray((3, 12), "float32")
+    with pytest.raises(TypeError, match="all be device arrays or all host"):
+        k.forward(x, W, np.zeros((3, 12), "float32"))
+    with pytest.raises(ValueError, match=r"kernel must be a device array of shape \(4, 12\) float64"):
+        k.forward(x.astype("float64"), W, R)
+    k.forward(x, W, R, training=True)
+    with pytest.raises(TypeError, match="given together"):
+        k.backward(dkernel_out=cu.DeviceArray((4, 12), "float32"))
+    with pytest.raises(ValueError, match="same length"):
+        cu.sgd_update([W], [], None, 0.1, 0.0, False, [0.0])
+    with pytest.raises(ValueError, match="its gradient or slot"):
+        cu.sgd_update([W], [R], None, 0.1, 0.0, False, [0.0])
+
+
+OPTIMIZERS = {
+    "adam": lambda: rnnfast.optimizers.Adam(0.01),
+    "adam_amsgrad": lambda: rnnfast.optimizers.Adam(0.01, amsgrad=True),
+    "adamw": lambda: rnnfast.optimizers.AdamW(0.01, weight_decay=0.05),
+    "sgd": lambda: rnnfast.optimizers.SGD(0.05),
+    "sgd_momentum": lambda: rnnfast.optimizers.SGD(0.05, momentum=0.9),
+    "sgd_nesterov_decay": lambda: rnnfast.optimizers.SGD(0.05, momentum=0.8, nesterov=True,
+                                                         weight_decay=0.01),
+}
+
+
+@pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_device_updates_match_the_cpu_optimizers(where, name, dtype):
+    """rnnfast._cuda.adam_update / sgd_update against the optimizers' own
+    (NumPy / C++) steps, for several steps with state carried over."""
+    cu = cuda_module(where)
+    rng = np.random.default_rng(6)
+    shapes = [(3, 8), (8,)]
+    values = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    from rnnfast.layers.layer import Variable
+
+    cpu_vars = [Variable(v, f"w{i}", dtype=dtype) for i, v in enumerate(values)]
+    dev_vars = [Variable(v, f"w{i}", dtype=dtype) for i, v in enumerate(values)]
+    opt_c, opt_d = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    assert opt_d._device_capable()
+    opt_d.build(dev_vars)
+    opt_d.built = True
+    saved = _device._module
+    _device._module = lambda: cu
+    try:
+        for v in dev_vars:
+            v._device = _device.DeviceCopy(v._value, 0)
+        for step in range(4):
+            grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+            if step == 2:
+                grads[1] = None  # no gradient this step: zero on the device, skipped on the CPU?
+            cpu_grads = [g if g is not None else np.zeros(s, dtype) for g, s in zip(grads, shapes)]
+            opt_c.apply(cpu_grads, cpu_vars)
+            for v, g in zip(dev_vars, grads):
+                v.grad = None
+                if g is not None:
+                    v.add_grad(g)
+            opt_d.apply([_device.ON_DEVICE] * len(dev_vars), dev_vars)
+            for vc, vd in zip(cpu_vars, dev_vars):
+                assert vd._device.host_stale  # updated on the device only
+                np.testing.assert_allclose(vd.value, vc.value, rtol=1e-6 if dtype == "float32"
+                                           else 1e-13, atol=1e-7 if dtype == "float32" else 1e-14)
+        for a, c in zip(opt_d.variables, opt_c.variables):  # slots copied back
+            np.testing.assert_allclose(a, c, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                       atol=1e-7 if dtype == "float32" else 1e-14)
+        opt_d._device_release()
+    finally:
+        _device._module = saved
+        for v in dev_vars:
+            v._device = None
+
+
+@pytest.fixture(params=[pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
+def emulated_gpu(request, monkeypatch):
+    """The GPU path of the layers and the trainer: on a real device, or on
+    rnnfast._cuda_emulated. Gives the tolerance of the comparisons with the
+    CPU in float64 (the emulation computes as the CPU does)."""
+    if request.param == "gpu":
+        cuda_module("gpu")  # skips without one
+        monkeypatch.delenv("RNNFAST_DEVICE", raising=False)
+        return dict(rtol=1e-7, atol=1e-9)
+    mod = cuda_module("emulated")
+    monkeypatch.setattr(_device, "_module", lambda: mod)
+    monkeypatch.setattr(_device, "_probe", {"usable": True, "why": "", "cublas": "emulated",
+                                            "devices": ["host emulation"]})
+    monkeypatch.delenv("RNNFAST_DEVICE", raising=False)
+    assert mod
+    return dict(rtol=1e-10, atol=1e-12)
+
+
+class _Watch(rnnfast.callbacks.Callback):
+    """Records, after each batch, which weights live on the device and whether
+    their host copies are behind (updated on the device only)."""
+
+    def __init__(self, set_weights_at=None):
+        super().__init__()
+        self.seen = []
+        self.set_weights_at = set_weights_at
+
+    def on_train_batch_end(self, batch, logs=None):
+        ws = self.model.trainable_weights
+        self.seen.append([(v.path, v._device is not None and v._device.host_stale) for v in ws])
+        if batch == self.set_weights_at:  # a write from a callback reaches the device copy
+            self.model.set_weights([w * 0.5 for w in self.model.get_weights()])
+
+
+def _fit_both(build, optimizer, x, y, dtype="float64", epochs=2, watch=None):
+    out = {}
+    for device in ("cpu", "gpu"):
+        rnnfast.utils.set_random_seed(0)
+        with rnnfast.device(device):
+            model = build()
+            model.compile(optimizer=optimizer(), loss="mse")
+            cb = _Watch(watch)
+            hist = model.fit(x, y, epochs=epochs, batch_size=4, shuffle=True, verbose=0,
+                             callbacks=[cb])
+        out[device] = (hist.history["loss"], model.get_weights(), model.optimizer.get_state(),
+                       cb.seen, model)
+    return out
+
+
+@pytest.mark.parametrize("opt", ["adam", "sgd_momentum", "adamw"])
+def test_fit_on_emulated_gpu_keeps_weights_there_and_equals_cpu(emulated_gpu, opt):
+    rnnfast.backend.set_floatx("float64")
+    try:
+        rng = np.random.default_rng(7)
+        x = rng.standard_normal((10, 6, 3))
+        y = rng.standard_normal((10, 2))
+
+        def build():
+            return rnnfast.Sequential([
+                rnnfast.Input((6, 3)),
+                rnnfast.layers.LSTM(5, return_sequences=True),
+                rnnfast.layers.GRU(4, kernel_regularizer="l2"),  # stays on the host
+                rnnfast.layers.Dense(2)])
+
+        out = _fit_both(build, OPTIMIZERS[opt], x, y)
+    finally:
+        rnnfast.backend.set_floatx("float32")
+    loss_c, w_c, s_c, _, _ = out["cpu"]
+    loss_g, w_g, s_g, seen, model = out["gpu"]
+    np.testing.assert_allclose(loss_g, loss_c, rtol=emulated_gpu["rtol"])
+    for a, c in zip(w_g, w_c):
+        np.testing.assert_allclose(a, c, **emulated_gpu)
+    for a, c in zip(s_g, s_c):
+        np.testing.assert_allclose(a, c, **emulated_gpu)
+    # During fit: the LSTM's three weights were updated on the device only; the
+    # GRU (a regularizer) and the Dense layer on the host.
+    for step in seen:
+        stale = dict(step)
+        lstm = [p for p in stale if p.startswith("lstm")]
+        assert len(lstm) == 3 and all(stale[p] for p in lstm), step
+        assert not any(stale[p] for p in stale if not p.startswith("lstm")), step
+    # After fit: nothing left on the device.
+    assert all(v._device is None for v in model.weights)
+    assert not model.optimizer.__dict__.get("_device_slots")
+
+
+def test_fit_on_emulated_gpu_shared_layer_and_mid_fit_writes(emulated_gpu):
+    """A layer called twice adds both gradients on the device; set_weights from
+    a callback mid-fit reaches the device copies; a checkpoint-style read of
+    the optimizer state mid-fit changes nothing."""
+    rnnfast.backend.set_floatx("float64")
+    try:
+        rng = np.random.default_rng(8)
+        x1, x2 = rng.standard_normal((8, 5, 3)), rng.standard_normal((8, 5, 3))
+        y = rng.standard_normal((8, 4))
+
+        def build():
+            a, b = rnnfast.Input((5, 3)), rnnfast.Input((5, 3))
+            shared = rnnfast.layers.GRU(4, reset_after=False)
+            z = rnnfast.layers.Add()([shared(a), shared(b)])
+            return rnnfast.Model([a, b], rnnfast.layers.Dense(4)(z))
+
+        out = {}
+        for device in ("cpu", "gpu"):
+            rnnfast.utils.set_random_seed(0)
+            with rnnfast.device(device):
+                model = build()
+                model.compile(optimizer=rnnfast.optimizers.Adam(0.02), loss="mse")
+                cb = _Watch(set_weights_at=1)
+                reads = rnnfast.callbacks.LambdaCallback(
+                    on_batch_end=lambda b, logs: model.optimizer.get_state())
+                model.fit([x1, x2], y, epochs=2, batch_size=4, shuffle=False, verbose=0,
+                          callbacks=[cb, reads])
+            out[device] = (model.get_weights(), cb.seen)
+    finally:
+        rnnfast.backend.set_floatx("float32")
+    for a, c in zip(out["gpu"][0], out["cpu"][0]):
+        np.testing.assert_allclose(a, c, **emulated_gpu)
+    assert any(stale for step in out["gpu"][1] for _, stale in step)

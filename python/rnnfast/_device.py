@@ -8,9 +8,18 @@ device is visible and cuBLAS loads (the ``nvidia-cublas`` wheel of the
 explicitly. The choice is made when a layer creates its kernel object (once
 per call site); ``status()`` says which device is used and why.
 
-On the GPU the recurrent layers run there (inputs and weights are copied in
-and results out on each call); a cell with recurrent_dropout, and every other
-layer, runs on the CPU, which the log says once (logger "rnnfast").
+On the GPU the recurrent layers run there; a cell with recurrent_dropout, and
+every other layer, runs on the CPU, which the log says once (logger
+"rnnfast"). Outside fit, inputs and weights are copied in and results out on
+each call. During fit (``Residency``), when the optimizer has a fused device
+update (SGD, Adam, AdamW without clipping, EMA, gradient accumulation or loss
+scaling) and the training is not data-parallel, a recurrent layer's weights
+(those without regularizers or constraints) move to the GPU at their first
+use and stay there: the backward writes their gradients on the device, the
+optimizer updates them and its state there, and only batches, outputs and
+input gradients cross the bus. Reading a weight (``get_weights``, ``save``, a
+checkpoint, a callback) copies it back; the end of fit copies everything back
+and frees the device copies.
 """
 
 from __future__ import annotations
@@ -22,8 +31,11 @@ import importlib.util
 import logging
 import os
 
+import numpy as np
+
 _log = logging.getLogger("rnnfast")
 _current = contextvars.ContextVar("rnnfast_device", default=None)
+_residency = contextvars.ContextVar("rnnfast_residency", default=None)
 _probe = None  # cached {"usable", "why", "devices", "cublas"}
 _told = False
 
@@ -50,6 +62,14 @@ def _cublas_candidates():
     return out + ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]
 
 
+def _module():
+    """The CUDA module the GPU path uses (the tests substitute its host
+    emulation, rnnfast._cuda_emulated)."""
+    from . import _cuda
+
+    return _cuda
+
+
 def probe(refresh=False) -> dict:
     """Whether the GPU path is usable here, and why not."""
     global _probe
@@ -57,7 +77,7 @@ def probe(refresh=False) -> dict:
         return _probe
     result = {"usable": False, "why": "", "devices": [], "cublas": None}
     try:
-        from . import _cuda
+        _cuda = _module()
     except ImportError as e:
         result["why"] = (f"rnnfast._cuda is not built ({e}); build with nvcc present "
                          f"(RNNFAST_CUDA=ON or AUTO)")
@@ -143,12 +163,11 @@ class GPUKernel:
 
     def __init__(self, gates, units, activation, recurrent_activation, go_backwards, reset_after,
                  index):
-        from . import _cuda
-
-        self._k = _cuda.RecurrentKernel(gates, units, activation=activation,
-                                        recurrent_activation=recurrent_activation,
-                                        go_backwards=go_backwards, reset_after=reset_after,
-                                        device=index)
+        self.index = index
+        self._k = _module().RecurrentKernel(gates, units, activation=activation,
+                                            recurrent_activation=recurrent_activation,
+                                            go_backwards=go_backwards, reset_after=reset_after,
+                                            device=index)
 
     def forward(self, x, kernel, recurrent_kernel, bias=None, *, initial_state=None, mask=None,
                 input_dropout_mask=None, recurrent_dropout_mask=None, training=False, out=None,
@@ -165,9 +184,15 @@ class GPUKernel:
         return y, final
 
     def backward(self, kernel, recurrent_kernel, *, doutputs=None, dfinal_state=None, dx_out=None,
-                 dkernel_out=None, drecurrent_kernel_out=None, dbias_out=None, compute_dx=True):
+                 dkernel_out=None, drecurrent_kernel_out=None, dbias_out=None, compute_dx=True,
+                 device_grads=None, accumulate=False):
+        """device_grads: [dkernel, drecurrent_kernel(, dbias)] device arrays
+        that receive the weight gradients on the GPU (added in with
+        accumulate); the host outputs are then left alone."""
+        dev = dict(zip(("dkernel_out", "drecurrent_kernel_out", "dbias_out"), device_grads or ()))
         dx, dinit, dk, dr, db = self._k.backward(doutputs=doutputs, dfinal_state=dfinal_state,
-                                                 compute_dx=compute_dx)
+                                                 compute_dx=compute_dx, accumulate=accumulate,
+                                                 **dev)
         for dst, src in ((dx_out, dx), (dkernel_out, dk), (drecurrent_kernel_out, dr),
                          (dbias_out, db)):
             if dst is not None and src is not None:
@@ -193,3 +218,130 @@ def make_recurrent_kernel(cell, go_backwards):
                              getattr(cell, "_recurrent_activation_name", "sigmoid"), go_backwards,
                              getattr(cell, "reset_after", True), index), f"gpu:{index}"
     return cell.make_kernel(go_backwards), "cpu"
+
+
+# ---- weights kept on the GPU during fit -----------------------------------------------
+
+#: The gradient the trainer passes to the optimizer for a weight whose
+#: gradient is on the device.
+ON_DEVICE = type("OnDevice", (), {"__repr__": lambda self: "<gradient on the device>"})()
+
+
+class DeviceCopy:
+    """An array's copy on the GPU (a weight's ``Variable._device``, or an
+    optimizer slot's), with a gradient buffer for weights.
+
+    ``host_stale``: the device holds newer values (an update ran there).
+    ``device_stale``: the host array was handed out since the last upload
+    and may have been written, so the next device use uploads it first."""
+
+    def __init__(self, host, index, with_grad=True):
+        mod = _module()
+        self.index = index
+        self.value = mod.DeviceArray(host.shape, host.dtype, index)
+        self.value.upload(host)
+        self.grad = mod.DeviceArray(host.shape, host.dtype, index) if with_grad else None
+        self.grad_live = False  # grad holds this step's contributions
+        self.host_stale = False
+        self.device_stale = False
+
+    def to_host(self, host):
+        if self.host_stale:
+            host[...] = self.value.download()
+            self.host_stale = False
+        self.device_stale = True  # the reader may write into the array
+
+    def device_value(self, host):
+        if self.device_stale:
+            self.value.upload(host)
+            self.device_stale = False
+        return self.value
+
+    def add_host_grad(self, g):
+        """A gradient computed on the host (a CPU path), added on the device."""
+        g = np.ascontiguousarray(g, dtype=self.value.dtype)
+        if self.grad_live:
+            g = self.grad.download() + g
+        self.grad.upload(g)
+        self.grad_live = True
+
+    def grad_for_update(self):
+        if not self.grad_live:  # no contribution this step: a zero gradient, as on the CPU
+            self.grad.zero()
+        return self.grad
+
+
+class Residency:
+    """The weights kept on the GPU during one ``fit``. A recurrent cell's
+    weights move there at their first use by a GPU kernel (all of a cell's
+    weights or none), and ``end`` copies them, and the optimizer's slots,
+    back and frees the device copies."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.variables = []
+
+    @staticmethod
+    def _eligible(v):
+        return v.trainable and v.regularizer is None and v.constraint is None
+
+    def weights(self, params, index):
+        """Device arrays for the cell weights `params` (made resident now if
+        needed), or None when they stay on the host."""
+        for v in params:
+            d = v._device
+            if (d is not None and d.index != index) or (d is None and not self._eligible(v)):
+                return None
+        for v in params:
+            if v._device is None:
+                v._device = DeviceCopy(v._value, index)
+                self.variables.append(v)
+        return [v._device.device_value(v._value) for v in params]
+
+    def end(self):
+        try:
+            for v in self.variables:
+                if v._device is not None:
+                    v._device.to_host(v._value)
+        finally:
+            for v in self.variables:
+                v._device = None
+            self.variables = []
+            self.optimizer._device_release()
+
+
+def begin_residency(model):
+    """A Residency for `model`'s fit, or None when its weights stay on the
+    host (no usable GPU in use, data-parallel training, or an optimizer
+    without a fused device update)."""
+    from . import distribution
+
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or distribution.active() is not None:
+        return None
+    if not getattr(optimizer, "_device_capable", lambda: False)():
+        return None
+    try:
+        if current()[0] != "gpu":
+            return None
+    except RuntimeError:  # an explicit GPU that is not usable: the layers say so
+        return None
+    res = Residency(optimizer)
+    res.token = _residency.set(res)
+    return res
+
+
+def end_residency(res):
+    if res is None:
+        return
+    _residency.reset(res.token)
+    res.end()
+
+
+def resident_weights(params, kernel):
+    """Device arrays for a GPU kernel's weights during a fit that keeps them
+    on the device; None otherwise."""
+    res = _residency.get()
+    if res is None or not isinstance(kernel, GPUKernel):
+        return None
+    return res.weights(params, kernel.index)

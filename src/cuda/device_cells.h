@@ -276,5 +276,52 @@ RNNFAST_HD void GRUBeforeBackwardPoint2(Index b, Index u, Index U, int rec_act, 
   dh_carry[i] += drh[i] * r;
 }
 
+// ---- Optimizer updates of one element i (the fused update kernels) -------------
+// The arithmetic of the CPU optimizers, operation for operation (Keras 3's
+// order), so results agree with them to rounding (the device may fuse a
+// multiply and an add). Decoupled weight decay first, when decay != 0:
+// w - (w * decay) * lr, as Optimizer._apply_weight_decay.
+
+template <typename T>
+RNNFAST_HD T WeightDecayPoint(T w, T decay, T lr) {
+  return decay != T(0) ? w - (w * decay) * lr : w;
+}
+
+// Adam (rnnfast::AdamStep): alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t),
+// c1 = 1 - beta_1, c2 = 1 - beta_2; vhat null without amsgrad.
+template <typename T>
+RNNFAST_HD void AdamPoint(Index i, T* w, const T* g, T* m, T* v, T* vhat, T alpha, T c1, T c2,
+                          T eps, T decay, T lr) {
+  const T gi = g[i];
+  T mi = m[i], vi = v[i];
+  mi = mi + (gi - mi) * c1;
+  vi = vi + (gi * gi - vi) * c2;
+  m[i] = mi;
+  v[i] = vi;
+  T vv = vi;
+  if (vhat != nullptr) {
+    const T h = vhat[i];
+    vv = (h != h || h > vi) ? h : vi;  // np.maximum: NaN wins
+    vhat[i] = vv;
+  }
+  const T wi = WeightDecayPoint(w[i], decay, lr);
+  w[i] = wi - (mi * alpha) / (sqrt(vv) + eps);
+}
+
+// SGD (optimizers/sgd.py): without momentum (m null) w -= lr * g; with it
+// m = momentum * m - lr * g and w += m, or w += momentum * m - lr * g (nesterov).
+template <typename T>
+RNNFAST_HD void SGDPoint(Index i, T* w, const T* g, T* m, T lr, T momentum, bool nesterov, T decay) {
+  const T t = g[i] * lr;
+  const T wi = WeightDecayPoint(w[i], decay, lr);
+  if (m == nullptr) {
+    w[i] = wi - t;
+    return;
+  }
+  const T mi = m[i] * momentum - t;
+  m[i] = mi;
+  w[i] = nesterov ? wi + (mi * momentum - t) : wi + mi;
+}
+
 }  // namespace cuda
 }  // namespace rnnfast

@@ -56,6 +56,89 @@ int ActivationCode(const std::string& name) {
                         "': expected 'tanh', 'sigmoid', 'hard_sigmoid', 'relu' or 'linear'");
 }
 
+// Device memory owned by Python: a weight, its gradient or an optimizer slot
+// kept on the GPU during fit (rnnfast._device moves them there).
+class DeviceArray {
+ public:
+  DeviceArray(std::vector<py::ssize_t> shape, py::dtype dtype, int device)
+      : shape_(std::move(shape)), dtype_(dtype), device_(device) {
+    if (!dtype.is(py::dtype::of<float>()) && !dtype.is(py::dtype::of<double>()))
+      throw py::type_error("DeviceArray: dtype must be float32 or float64, got " +
+                           py::str(dtype).cast<std::string>());
+    count_ = 1;
+    for (py::ssize_t d : shape_) {
+      if (d < 0) throw py::value_error("DeviceArray: negative dimension");
+      count_ *= static_cast<std::size_t>(d);
+    }
+    p_ = rnnfast::cuda::DeviceAlloc(nbytes(), device_);
+  }
+  ~DeviceArray() { rnnfast::cuda::DeviceFree(p_, device_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  std::size_t size() const { return count_; }
+  std::size_t nbytes() const { return count_ * static_cast<std::size_t>(dtype_.itemsize()); }
+  const std::vector<py::ssize_t>& shape() const { return shape_; }
+  py::dtype dtype() const { return dtype_; }
+  int device() const { return device_; }
+  void* data() const { return p_; }
+  bool is_double() const { return dtype_.itemsize() == 8; }
+  std::string describe() const {
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
+    return s + (shape_.size() == 1 ? ",)" : ")") + " " + py::str(dtype_).cast<std::string>();
+  }
+
+  void Upload(py::handle value) {
+    py::array a = py::array::ensure(value);
+    if (!a || !a.dtype().is(dtype_))
+      throw py::type_error("DeviceArray.upload: expected a " + py::str(dtype_).cast<std::string>() +
+                           " array");
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape_.size());
+    for (std::size_t i = 0; ok && i < shape_.size(); ++i) ok = a.shape(i) == shape_[i];
+    if (!ok) throw py::value_error("DeviceArray.upload: expected shape " + describe() + ", got " + ShapeStr(a));
+    py::array c = py::array::ensure(a, py::array::c_style);
+    const void* src = c.data();
+    py::gil_scoped_release release;
+    rnnfast::cuda::CopyToDevice(p_, src, nbytes(), device_);
+  }
+  py::array Download() const {
+    py::array out(dtype_, shape_);
+    void* dst = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      rnnfast::cuda::CopyToHost(dst, p_, nbytes(), device_);
+    }
+    return out;
+  }
+  void Zero() { rnnfast::cuda::DeviceZero(p_, nbytes(), device_); }
+
+ private:
+  std::vector<py::ssize_t> shape_;
+  py::dtype dtype_;
+  int device_;
+  std::size_t count_ = 0;
+  void* p_ = nullptr;
+};
+
+// A DeviceArray argument of the given shape and element type, or a clear error.
+template <typename T>
+DeviceArray* DeviceIn(py::handle obj, const char* name, const Shape& shape, int device) {
+  DeviceArray* d = obj.cast<DeviceArray*>();
+  bool ok = d->shape().size() == shape.size() && d->dtype().itemsize() == static_cast<py::ssize_t>(sizeof(T));
+  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = d->shape()[i] == shape[i];
+  if (!ok) {
+    std::string want = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    throw py::value_error(std::string(name) + " must be a device array of shape " + want + ") " +
+                          (sizeof(T) == 4 ? "float32" : "float64") + ", got " + d->describe());
+  }
+  if (d->device() != device)
+    throw py::value_error(std::string(name) + " lives on gpu:" + std::to_string(d->device()) +
+                          ", the kernel on gpu:" + std::to_string(device));
+  return d;
+}
+
 // One Python class for the three cells; float32 and float64 objects inside.
 class Kernel {
  public:
@@ -85,17 +168,36 @@ class Kernel {
     throw py::type_error("x must be a float32 or float64 array");
   }
 
-  py::tuple Backward(py::object doutputs, py::object dfinal_state, bool compute_dx) {
+  py::tuple Backward(py::object doutputs, py::object dfinal_state, bool compute_dx,
+                     py::object dkernel_out, py::object drecurrent_kernel_out,
+                     py::object dbias_out, bool accumulate) {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     if (!lock.owns_lock()) throw std::runtime_error(kBusy);
-    if (cache_ == 4) return BackwardT<float>(doutputs, dfinal_state, compute_dx, f32_);
-    if (cache_ == 8) return BackwardT<double>(doutputs, dfinal_state, compute_dx, f64_);
+    const Outs outs{dkernel_out, drecurrent_kernel_out, dbias_out, accumulate};
+    if (cache_ == 4) return BackwardT<float>(doutputs, dfinal_state, compute_dx, outs, f32_);
+    if (cache_ == 8) return BackwardT<double>(doutputs, dfinal_state, compute_dx, outs, f64_);
     throw std::logic_error("backward() needs the cache of a forward(..., training=True)");
+  }
+
+  py::dict GraphStats() const {
+    py::dict d;
+    long long c = 0, r = 0, f = 0;
+    if (f32_) c += f32_->graph_stats().captures, r += f32_->graph_stats().replays, f += f32_->graph_stats().fallbacks;
+    if (f64_) c += f64_->graph_stats().captures, r += f64_->graph_stats().replays, f += f64_->graph_stats().fallbacks;
+    d["captures"] = c;
+    d["replays"] = r;
+    d["fallbacks"] = f;
+    return d;
   }
 
  private:
   static constexpr const char* kBusy =
       "this kernel object is already running in another thread; use one object per thread";
+  // Device arrays for the weight gradients (all None: host results returned).
+  struct Outs {
+    py::object dk, dr, db;
+    bool accumulate;
+  };
   int G() const { return static_cast<int>(o_.cell); }
   std::vector<py::object> States(py::object s) const {
     const int n = o_.cell == Cell::kLSTM ? 2 : 1;
@@ -122,11 +224,26 @@ class Kernel {
     const long long B = xa.shape(0), Tn = xa.shape(1), I = xa.shape(2), U = units_, GU = G() * U;
     if (B <= 0 || Tn <= 0 || I <= 0) throw py::value_error("x must not be empty");
     auto x = In<T>(xa, "x", {B, Tn, I});
-    auto k = In<T>(kernel, "kernel", {I, GU});
-    auto r = In<T>(recurrent_kernel, "recurrent_kernel", {U, GU});
-    std::optional<py::array_t<T, py::array::c_style>> b, h0, c0;
     const bool two = o_.cell == Cell::kGRU && o_.reset_after;
-    if (!bias.is_none()) b = two ? In<T>(bias, "bias", {2, GU}) : In<T>(bias, "bias", {GU});
+    const Shape bshape = two ? Shape{2, GU} : Shape{GU};
+    // Weights: host arrays (uploaded each call) or device arrays (used in place).
+    const bool on_device = py::isinstance<DeviceArray>(kernel);
+    if (on_device != py::isinstance<DeviceArray>(recurrent_kernel) ||
+        (!bias.is_none() && on_device != py::isinstance<DeviceArray>(bias)))
+      throw py::type_error("kernel, recurrent_kernel and bias must all be device arrays or all "
+                           "host arrays");
+    std::optional<py::array_t<T, py::array::c_style>> k, r, b, h0, c0;
+    const T *kp = nullptr, *rp = nullptr, *bp = nullptr;
+    if (on_device) {
+      kp = static_cast<const T*>(DeviceIn<T>(kernel, "kernel", {I, GU}, device_)->data());
+      rp = static_cast<const T*>(DeviceIn<T>(recurrent_kernel, "recurrent_kernel", {U, GU}, device_)->data());
+      if (!bias.is_none()) bp = static_cast<const T*>(DeviceIn<T>(bias, "bias", bshape, device_)->data());
+    } else {
+      k = In<T>(kernel, "kernel", {I, GU});
+      r = In<T>(recurrent_kernel, "recurrent_kernel", {U, GU});
+      if (!bias.is_none()) b = In<T>(bias, "bias", bshape);
+      kp = k->data(), rp = r->data(), bp = b ? b->data() : nullptr;
+    }
     const auto st = States(initial_state);
     if (!st[0].is_none()) h0 = In<T>(st[0], "initial_state", {B, U});
     if (st.size() > 1 && !st[1].is_none()) c0 = In<T>(st[1], "initial_state[1]", {B, U});
@@ -162,13 +279,14 @@ class Kernel {
     if (cache_ == static_cast<int>(sizeof(T))) cache_ = 0;  // this dtype's cache is overwritten
     {
       py::gil_scoped_release release;
-      obj->Forward(training, B, Tn, I, U, x.data(), k.data(), r.data(), b ? b->data() : nullptr,
-                   h0 ? h0->data() : nullptr, c0 ? c0->data() : nullptr, m ? m->data() : nullptr,
-                   din ? din->data() : nullptr, y ? y->mutable_data() : nullptr, h.mutable_data(), c ? c->mutable_data() : nullptr);
+      obj->Forward(training, B, Tn, I, U, x.data(), kp, rp, bp, h0 ? h0->data() : nullptr,
+                   c0 ? c0->data() : nullptr, m ? m->data() : nullptr, din ? din->data() : nullptr,
+                   y ? y->mutable_data() : nullptr, h.mutable_data(),
+                   c ? c->mutable_data() : nullptr, on_device);
     }
     if (training) {
       cache_ = sizeof(T);
-      dims_[sizeof(T) / 8] = {B, Tn, I, b.has_value()};
+      dims_[sizeof(T) / 8] = {B, Tn, I, bp != nullptr};
     }
     py::object fs = h;
     if (c) fs = py::make_tuple(h, *c);
@@ -177,7 +295,7 @@ class Kernel {
 
   template <typename T>
   py::tuple BackwardT(py::object doutputs, py::object dfinal_state, bool compute_dx,
-                      std::unique_ptr<DeviceRNN<T>>& obj) {
+                      const Outs& outs, std::unique_ptr<DeviceRNN<T>>& obj) {
     const Dims& d = dims_[sizeof(T) / 8];
     const long long B = d.B, Tn = d.T, I = d.I, U = units_, GU = G() * U;
     std::optional<py::array_t<T, py::array::c_style>> dy, dh, dc, dx, db, dc0;
@@ -187,21 +305,40 @@ class Kernel {
     if (st.size() > 1 && !st[1].is_none()) dc = In<T>(st[1], "dfinal_state[1]", {B, U});
     if (compute_dx) dx = py::array_t<T, py::array::c_style>(Shape{B, Tn, I});
     const bool two = o_.cell == Cell::kGRU && o_.reset_after;
-    if (d.bias) db = py::array_t<T, py::array::c_style>(two ? Shape{2, GU} : Shape{GU});
-    py::array_t<T, py::array::c_style> dh0(Shape{B, U}), dk(Shape{I, GU}), dr(Shape{U, GU});
+    const Shape bshape = two ? Shape{2, GU} : Shape{GU};
+    // Weight gradients into device arrays (kept on the GPU) or new host arrays.
+    const bool on_device = !outs.dk.is_none();
+    if (on_device != !outs.dr.is_none() || (d.bias && on_device != !outs.db.is_none()))
+      throw py::type_error("dkernel_out, drecurrent_kernel_out (and dbias_out with a bias) must "
+                           "be given together");
+    std::optional<py::array_t<T, py::array::c_style>> dk, dr;
+    T *dkp = nullptr, *drp = nullptr, *dbp = nullptr;
+    if (on_device) {
+      dkp = static_cast<T*>(DeviceIn<T>(outs.dk, "dkernel_out", {I, GU}, device_)->data());
+      drp = static_cast<T*>(DeviceIn<T>(outs.dr, "drecurrent_kernel_out", {U, GU}, device_)->data());
+      if (d.bias) dbp = static_cast<T*>(DeviceIn<T>(outs.db, "dbias_out", bshape, device_)->data());
+    } else {
+      dk = py::array_t<T, py::array::c_style>(Shape{I, GU});
+      dr = py::array_t<T, py::array::c_style>(Shape{U, GU});
+      if (d.bias) db = py::array_t<T, py::array::c_style>(bshape);
+      dkp = dk->mutable_data(), drp = dr->mutable_data(), dbp = db ? db->mutable_data() : nullptr;
+    }
+    py::array_t<T, py::array::c_style> dh0(Shape{B, U});
     if (o_.cell == Cell::kLSTM) dc0 = py::array_t<T, py::array::c_style>(Shape{B, U});
     cache_ = 0;
     {
       py::gil_scoped_release release;
       obj->Backward(dy ? dy->data() : nullptr, dh ? dh->data() : nullptr, dc ? dc->data() : nullptr,
                     dx ? dx->mutable_data() : nullptr, dh0.mutable_data(),
-                    dc0 ? dc0->mutable_data() : nullptr, dk.mutable_data(), dr.mutable_data(),
-                    db ? db->mutable_data() : nullptr);
+                    dc0 ? dc0->mutable_data() : nullptr, dkp, drp, dbp, on_device,
+                    outs.accumulate);
     }
     py::object dinit = dh0;
     if (dc0) dinit = py::make_tuple(dh0, *dc0);
-    return py::make_tuple(dx ? py::object(*dx) : py::object(py::none()), dinit, dk, dr,
-                          db ? py::object(*db) : py::object(py::none()));
+    auto opt = [](const std::optional<py::array_t<T, py::array::c_style>>& a) {
+      return a ? py::object(*a) : py::object(py::none());
+    };
+    return py::make_tuple(opt(dx), dinit, opt(dk), opt(dr), opt(db));
   }
 
   CellOptions o_;
@@ -259,5 +396,93 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
            py::arg("training") = false,
            py::arg("return_sequences") = true)
       .def("backward", &Kernel::Backward, py::kw_only(), py::arg("doutputs") = py::none(),
-           py::arg("dfinal_state") = py::none(), py::arg("compute_dx") = true);
+           py::arg("dfinal_state") = py::none(), py::arg("compute_dx") = true,
+           py::arg("dkernel_out") = py::none(), py::arg("drecurrent_kernel_out") = py::none(),
+           py::arg("dbias_out") = py::none(), py::arg("accumulate") = false,
+           "Gradients (dx, dinit, dkernel, drecurrent_kernel, dbias). With device arrays "
+           "dkernel_out, drecurrent_kernel_out (and dbias_out) the weight gradients are written "
+           "there on the GPU (added to what they hold with accumulate=True) and returned as "
+           "None.")
+      .def("graph_stats", &Kernel::GraphStats,
+           "{'captures', 'replays', 'fallbacks'}: CUDA graphs of this object's calls.");
+
+  py::class_<DeviceArray>(m, "DeviceArray", py::module_local(),
+                          "GPU memory holding one array (zeros when made): a weight, gradient or "
+                          "optimizer slot kept on the device during fit.")
+      .def(py::init([](py::object shape, py::object dtype, int device) {
+             std::vector<py::ssize_t> sh;
+             for (py::handle d : shape) sh.push_back(d.cast<py::ssize_t>());
+             return new DeviceArray(sh, py::dtype::from_args(dtype), device);
+           }),
+           py::arg("shape"), py::arg("dtype"), py::arg("device") = 0)
+      .def_property_readonly("shape", [](const DeviceArray& a) {
+        py::tuple t(a.shape().size());
+        for (std::size_t i = 0; i < a.shape().size(); ++i) t[i] = a.shape()[i];
+        return t;
+      })
+      .def_property_readonly("dtype", &DeviceArray::dtype)
+      .def_property_readonly("device", &DeviceArray::device)
+      .def_property_readonly("nbytes", &DeviceArray::nbytes)
+      .def("upload", &DeviceArray::Upload, py::arg("value"), "Copies a host array of this shape and dtype in.")
+      .def("download", &DeviceArray::Download, "A new host array with the contents.")
+      .def("zero", &DeviceArray::Zero);
+
+  // Fused optimizer updates, one kernel per weight (device arrays of one dtype).
+  m.def("adam_update", [](py::list weights, py::list grads, py::list ms, py::list vs, py::object vhats,
+                          double alpha, double c1, double c2, double eps, py::list decays, double lr) {
+    const std::size_t n = weights.size();
+    if (grads.size() != n || ms.size() != n || vs.size() != n || decays.size() != n ||
+        (!vhats.is_none() && py::len(vhats) != n))
+      throw py::value_error("adam_update: weights, grads, ms, vs, decays (and vhats) must have the same length");
+    for (std::size_t i = 0; i < n; ++i) {
+      DeviceArray* w = weights[i].cast<DeviceArray*>();
+      DeviceArray* parts[4] = {grads[i].cast<DeviceArray*>(), ms[i].cast<DeviceArray*>(),
+                               vs[i].cast<DeviceArray*>(),
+                               vhats.is_none() ? nullptr : py::list(vhats)[i].cast<DeviceArray*>()};
+      for (DeviceArray* p : parts)
+        if (p != nullptr && (p->shape() != w->shape() || !p->dtype().is(w->dtype()) || p->device() != w->device()))
+          throw py::value_error("adam_update: weights[" + std::to_string(i) + "] is " + w->describe() +
+                                ", its gradient or slot " + p->describe());
+      const double decay = decays[i].cast<double>();
+      const long long count = static_cast<long long>(w->size());
+      if (w->is_double())
+        rnnfast::cuda::AdamUpdate<double>(w->device(), count, (double*)w->data(), (const double*)parts[0]->data(),
+                                          (double*)parts[1]->data(), (double*)parts[2]->data(),
+                                          parts[3] ? (double*)parts[3]->data() : nullptr, alpha, c1, c2, eps, decay, lr);
+      else
+        rnnfast::cuda::AdamUpdate<float>(w->device(), count, (float*)w->data(), (const float*)parts[0]->data(),
+                                         (float*)parts[1]->data(), (float*)parts[2]->data(),
+                                         parts[3] ? (float*)parts[3]->data() : nullptr, (float)alpha, (float)c1,
+                                         (float)c2, (float)eps, (float)decay, (float)lr);
+    }
+  }, py::arg("weights"), py::arg("grads"), py::arg("ms"), py::arg("vs"), py::arg("vhats"),
+     py::arg("alpha"), py::arg("c1"), py::arg("c2"), py::arg("eps"), py::arg("decays"), py::arg("lr"),
+     "One Adam step on the device (rnnfast._core.adam_step's arithmetic; decoupled weight decay "
+     "w - (w * decay) * lr first where decay != 0).");
+  m.def("sgd_update", [](py::list weights, py::list grads, py::object momentums, double lr,
+                         double momentum, bool nesterov, py::list decays) {
+    const std::size_t n = weights.size();
+    if (grads.size() != n || decays.size() != n || (!momentums.is_none() && py::len(momentums) != n))
+      throw py::value_error("sgd_update: weights, grads, decays (and momentums) must have the same length");
+    for (std::size_t i = 0; i < n; ++i) {
+      DeviceArray* w = weights[i].cast<DeviceArray*>();
+      DeviceArray* parts[2] = {grads[i].cast<DeviceArray*>(),
+                               momentums.is_none() ? nullptr : py::list(momentums)[i].cast<DeviceArray*>()};
+      for (DeviceArray* p : parts)
+        if (p != nullptr && (p->shape() != w->shape() || !p->dtype().is(w->dtype()) || p->device() != w->device()))
+          throw py::value_error("sgd_update: weights[" + std::to_string(i) + "] is " + w->describe() +
+                                ", its gradient or slot " + p->describe());
+      const double decay = decays[i].cast<double>();
+      const long long count = static_cast<long long>(w->size());
+      if (w->is_double())
+        rnnfast::cuda::SGDUpdate<double>(w->device(), count, (double*)w->data(), (const double*)parts[0]->data(),
+                                         parts[1] ? (double*)parts[1]->data() : nullptr, lr, momentum, nesterov, decay);
+      else
+        rnnfast::cuda::SGDUpdate<float>(w->device(), count, (float*)w->data(), (const float*)parts[0]->data(),
+                                        parts[1] ? (float*)parts[1]->data() : nullptr, (float)lr, (float)momentum,
+                                        nesterov, (float)decay);
+    }
+  }, py::arg("weights"), py::arg("grads"), py::arg("momentums"), py::arg("lr"), py::arg("momentum"),
+     py::arg("nesterov"), py::arg("decays"),
+     "One SGD step on the device (optimizers/sgd.py's arithmetic; momentums None: plain SGD).");
 }

@@ -8,6 +8,8 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -95,12 +97,13 @@ __global__ void Sum2(T* out, const T* a, const T* b, long long n) {
   if (i < n) out[i] = a[i] + (b != nullptr ? b[i] : T(0));
 }
 template <typename T>
-__global__ void ColumnSums(const T* a, long long rows, long long cols, long long lda, T* out) {
+__global__ void ColumnSums(const T* a, long long rows, long long cols, long long lda, T* out,
+                           bool add) {
   const long long c = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (c >= cols) return;
   T s = T(0);
   for (long long r = 0; r < rows; ++r) s += a[r * lda + c];
-  out[c] = s;
+  out[c] = add ? out[c] + s : s;
 }
 
 template <typename T>
@@ -223,6 +226,115 @@ bool LoadCublas(const std::string& path, std::string* why) {
 
 bool CublasLoaded() { return Blas().lib != nullptr; }
 
+
+// ---- Device memory and the fused optimizer updates ------------------------------------
+
+namespace {
+
+template <typename T>
+__global__ void AdamKernel(long long n, T* w, const T* g, T* m, T* v, T* vhat, T alpha, T c1, T c2,
+                           T eps, T decay, T lr) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < n) AdamPoint<T>(i, w, g, m, v, vhat, alpha, c1, c2, eps, decay, lr);
+}
+template <typename T>
+__global__ void SGDKernel(long long n, T* w, const T* g, T* mb, T lr, T momentum, bool nesterov,
+                          T decay) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i < n) SGDPoint<T>(i, w, g, mb, lr, momentum, nesterov, decay);
+}
+
+// Launches that are not part of a kernel object's work go to the default
+// stream; it orders with the objects' (blocking) streams, so an update
+// finishes before the next forward reads the weights.
+constexpr cudaStream_t kDefaultStream = nullptr;
+
+}  // namespace
+
+void* DeviceAlloc(std::size_t bytes, int device) {
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  void* p = nullptr;
+  Check(cudaMalloc(&p, std::max<std::size_t>(bytes, 1)), "cudaMalloc");
+  const cudaError_t e = cudaMemsetAsync(p, 0, std::max<std::size_t>(bytes, 1), kDefaultStream);
+  if (e != cudaSuccess) {
+    cudaFree(p);
+    Check(e, "cudaMemset");
+  }
+  return p;
+}
+
+void DeviceFree(void* p, int device) noexcept {
+  if (p == nullptr) return;
+  cudaSetDevice(device);
+  cudaFree(p);
+}
+
+void CopyToDevice(void* dst, const void* src, std::size_t bytes, int device) {
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, kDefaultStream), "upload");
+  Check(cudaStreamSynchronize(kDefaultStream), "cudaStreamSynchronize");
+}
+
+void CopyToHost(void* dst, const void* src, std::size_t bytes, int device) {
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, kDefaultStream), "download");
+  Check(cudaStreamSynchronize(kDefaultStream), "cudaStreamSynchronize");
+}
+
+void DeviceZero(void* p, std::size_t bytes, int device) {
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  Check(cudaMemsetAsync(p, 0, bytes, kDefaultStream), "cudaMemset");
+}
+
+template <typename T>
+void AdamUpdate(int device, long long n, T* w, const T* g, T* m, T* v, T* vhat, T alpha, T c1,
+                T c2, T eps, T decay, T lr) {
+  if (n <= 0) return;
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  RNNFAST_LAUNCH(AdamKernel<T>, Blocks(n), kDefaultStream, n, w, g, m, v, vhat, alpha, c1, c2, eps,
+                 decay, lr);
+  Check(cudaGetLastError(), "Adam update launch");
+}
+
+template <typename T>
+void SGDUpdate(int device, long long n, T* w, const T* g, T* momentum_buf, T lr, T momentum,
+               bool nesterov, T decay) {
+  if (n <= 0) return;
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  RNNFAST_LAUNCH(SGDKernel<T>, Blocks(n), kDefaultStream, n, w, g, momentum_buf, lr, momentum,
+                 nesterov, decay);
+  Check(cudaGetLastError(), "SGD update launch");
+}
+
+template void AdamUpdate<float>(int, long long, float*, const float*, float*, float*, float*, float,
+                                float, float, float, float, float);
+template void AdamUpdate<double>(int, long long, double*, const double*, double*, double*, double*,
+                                 double, double, double, double, double, double);
+template void SGDUpdate<float>(int, long long, float*, const float*, float*, float, float, bool,
+                               float);
+template void SGDUpdate<double>(int, long long, double*, const double*, double*, double, double,
+                                bool, double);
+
+// ---- The recurrent kernel objects ------------------------------------------------------
+
+namespace {
+
+bool GraphsWanted() {
+  const char* v = std::getenv("RNNFAST_CUDA_GRAPHS");
+  return v == nullptr || !(std::string(v) == "0" || std::string(v) == "off" ||
+                           std::string(v) == "OFF" || std::string(v) == "false");
+}
+
+}  // namespace
+
+// A captured piece of device work and what it was captured for (named
+// namespace: a member type of DeviceRNN<T>::Impl).
+struct GraphEntry {
+  std::vector<long long> key;
+  cudaGraphExec_t exec = nullptr;
+  int seen = 0;  // calls with this key so far
+};
+
 template <typename T>
 struct DeviceRNN<T>::Impl {
   CellOptions o;
@@ -234,7 +346,14 @@ struct DeviceRNN<T>::Impl {
   Buffer<T> x, W, R, bias, xw, H, C, rg, rh, rz, hg, dy, dh, dc, dht, dg, dg2, dgh, drh, dW, dR,
       db, dx;
   Buffer<std::uint8_t> mask;
+  const T* Wd = nullptr;  // the weights the cached forward used (own copies or the caller's)
+  const T* Rd = nullptr;
   std::vector<T> in_drop;  // [B, I] input dropout mask of the cached forward (empty: none)
+  // Graphs of recent shapes (a training batch, the short last batch, ...).
+  static constexpr std::size_t kGraphs = 4;
+  std::vector<GraphEntry> graphs;
+  bool use_graphs = GraphsWanted();
+  GraphStats stats;
 
   int G() const { return static_cast<int>(o.cell); }
   const std::uint8_t* Mask(long long s) const { return has_mask ? mask.p + s * B : nullptr; }
@@ -264,6 +383,75 @@ struct DeviceRNN<T>::Impl {
   }
   void Sync() { Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
   void Launched() { Check(cudaGetLastError(), "kernel launch"); }
+
+  void DropGraph(GraphEntry& g) {
+    if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
+    g.exec = nullptr;
+  }
+  void DropGraphs() {
+    for (GraphEntry& g : graphs) DropGraph(g);
+    graphs.clear();
+  }
+
+  // Runs `body` (device work on `stream` only: no host copies, no syncs, no
+  // allocation). The first call with a key launches it directly (a warm-up:
+  // cuBLAS chooses and loads its kernels); the second captures it into a
+  // CUDA graph and launches that; later ones only replay the graph. A
+  // capture that fails turns graphs off for this object (counted in
+  // stats.fallbacks) and the body runs directly.
+  template <typename F>
+  void Run(const std::vector<long long>& key, F&& body) {
+    if (!use_graphs) {
+      body();
+      return;
+    }
+    GraphEntry* g = nullptr;
+    for (GraphEntry& e : graphs)
+      if (e.key == key) g = &e;
+    if (g == nullptr) {
+      if (graphs.size() == kGraphs) {  // forget the oldest shape
+        DropGraph(graphs.front());
+        graphs.erase(graphs.begin());
+      }
+      graphs.push_back(GraphEntry{key, nullptr, 0});
+      g = &graphs.back();
+    }
+    if (g->exec != nullptr) {
+      Check(cudaGraphLaunch(g->exec, stream), "cudaGraphLaunch");
+      ++stats.replays;
+      return;
+    }
+    if (++g->seen < 2) {
+      body();
+      return;
+    }
+    cudaGraph_t graph = nullptr;
+    bool ok = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess;
+    if (ok) {
+      try {
+        body();
+      } catch (const std::exception&) {
+        ok = false;  // ended below; the direct run repeats (and reports) a real error
+      }
+      const cudaError_t e = cudaStreamEndCapture(stream, &graph);
+      ok = ok && e == cudaSuccess && graph != nullptr &&
+           cudaGraphInstantiate(&g->exec, graph, 0) == cudaSuccess;
+      if (graph != nullptr) cudaGraphDestroy(graph);
+    }
+    if (!ok) {
+      cudaGetLastError();  // capture errors are not sticky; clear them
+      g->exec = nullptr;
+      DropGraphs();
+      use_graphs = false;
+      ++stats.fallbacks;
+      body();
+      return;
+    }
+    ++stats.captures;
+    Check(cudaGraphLaunch(g->exec, stream), "cudaGraphLaunch");
+  }
+
+  static long long Addr(const void* p) { return static_cast<long long>(reinterpret_cast<std::uintptr_t>(p)); }
 };
 
 template <typename T>
@@ -287,6 +475,7 @@ DeviceRNN<T>::DeviceRNN(const CellOptions& options, int device) : impl_(new Impl
 template <typename T>
 DeviceRNN<T>::~DeviceRNN() {
   cudaSetDevice(impl_->device);
+  impl_->DropGraphs();
   if (impl_->blas != nullptr) Blas().destroy(impl_->blas);
   if (impl_->stream != nullptr) cudaStreamDestroy(impl_->stream);
 }
@@ -297,10 +486,16 @@ bool DeviceRNN<T>::has_cache() const {
 }
 
 template <typename T>
+GraphStats DeviceRNN<T>::graph_stats() const {
+  return impl_->stats;
+}
+
+template <typename T>
 void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I, long long U,
                            const T* x, const T* kernel, const T* recurrent_kernel, const T* bias,
                            const T* h0, const T* c0, const std::uint8_t* mask,
-                           const T* input_dropout, T* y, T* h_last, T* c_last) {
+                           const T* input_dropout, T* y, T* h_last, T* c_last,
+                           bool weights_on_device) {
   Impl& m = *impl_;
   Check(cudaSetDevice(m.device), "cudaSetDevice");
   m.cache = false;
@@ -333,20 +528,24 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
     m.mask.Reserve(mt.size());
     Check(cudaMemcpyAsync(m.mask.p, mt.data(), mt.size(), cudaMemcpyHostToDevice, m.stream), "upload");
   }
-  T* W = m.W.Reserve(I * GU);
-  T* R = m.R.Reserve(U * GU);
-  m.Upload(W, kernel, I * GU);
-  m.Upload(R, recurrent_kernel, U * GU);
   const long long nb = after ? 2 * GU : GU;
-  T* bd = bias != nullptr ? m.bias.Reserve(nb) : nullptr;
-  if (bias != nullptr) m.Upload(bd, bias, nb);
-  // The input projection of every step: one GEMM, then the input bias.
-  T* XW = m.xw.Reserve(Tn * B * GU);
-  m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
-  if (bd != nullptr) {
-    RNNFAST_LAUNCH(AddRows<T>, Blocks(Tn * B * GU), m.stream, XW, bd, Tn * B, GU, false);
-    m.Launched();
+  const T* W = kernel;
+  const T* R = recurrent_kernel;
+  const T* bd = bias;
+  if (!weights_on_device) {
+    T* w = m.W.Reserve(I * GU);
+    T* r = m.R.Reserve(U * GU);
+    m.Upload(w, kernel, I * GU);
+    m.Upload(r, recurrent_kernel, U * GU);
+    W = w, R = r;
+    if (bias != nullptr) {
+      T* bb = m.bias.Reserve(nb);
+      m.Upload(bb, bias, nb);
+      bd = bb;
+    }
   }
+  m.Wd = W, m.Rd = R;
+  T* XW = m.xw.Reserve(Tn * B * GU);
   T* H = m.H.Reserve((Tn + 1) * BU);
   T* Cs = cell == Cell::kLSTM ? m.C.Reserve((Tn + 1) * BU) : nullptr;
   if (h0 != nullptr) m.Upload(H, h0, BU);
@@ -360,38 +559,51 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
   T* RH = gru && !after ? m.rh.Reserve((training ? Tn : 1) * BU) : nullptr;
   T* RZ = gru && !after ? m.rz.Reserve(2 * BU) : nullptr;
   T* HG = gru && !after ? m.hg.Reserve(BU) : nullptr;
+  const std::uint8_t* MK = mask != nullptr ? m.mask.p : nullptr;
   const int blocks = Blocks(BU);
   const int act = m.o.activation, rec = m.o.recurrent_activation;
-  for (long long s = 0; s < Tn; ++s) {
-    T* g = XW + s * B * GU;
-    const T* hp = H + s * BU;
-    T* hn = H + (s + 1) * BU;
-    const std::uint8_t* mk = m.Mask(s);
-    if (cell == Cell::kSimpleRNN) {
-      m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
-      RNNFAST_LAUNCH(SimpleFwd<T>, blocks, m.stream, B, U, act, g, hp, hn, mk);
-    } else if (cell == Cell::kLSTM) {
-      m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
-      RNNFAST_LAUNCH(LSTMFwd<T>, blocks, m.stream, B, U, act, rec, g, hp, Cs + s * BU, hn,
-                                                    Cs + (s + 1) * BU, mk);
-    } else if (after) {
-      T* rg = RG + (training ? s * B * GU : 0);
-      if (bd != nullptr) {
-        RNNFAST_LAUNCH(AddRows<T>, Blocks(B * GU), m.stream, rg, bd + GU, B, GU, true);
-        m.Launched();
-      }
-      m.Gemm(false, false, B, GU, U, hp, U, R, GU, bd != nullptr ? T(1) : T(0), rg, GU);
-      RNNFAST_LAUNCH(GRUFwd<T>, blocks, m.stream, B, U, act, rec, g, rg, hp, hn, mk);
-    } else {
-      T* rh = RH + (training ? s * BU : 0);
-      m.Gemm(false, false, B, 2 * U, U, hp, U, R, GU, T(0), RZ, 2 * U);
-      RNNFAST_LAUNCH(GRUBeforeFwd1<T>, blocks, m.stream, B, U, rec, g, RZ, hp, rh);
+  const std::vector<long long> key = {
+      0, B, Tn, I, U, training, Impl::Addr(X), Impl::Addr(W), Impl::Addr(R), Impl::Addr(bd),
+      Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs), Impl::Addr(RG), Impl::Addr(RH),
+      Impl::Addr(RZ), Impl::Addr(HG), Impl::Addr(MK)};
+  m.Run(key, [&] {
+    // The input projection of every step: one GEMM, then the input bias.
+    m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
+    if (bd != nullptr) {
+      RNNFAST_LAUNCH(AddRows<T>, Blocks(Tn * B * GU), m.stream, XW, bd, Tn * B, GU, false);
       m.Launched();
-      m.Gemm(false, false, B, U, U, rh, U, R + 2 * U, GU, T(0), HG, U);
-      RNNFAST_LAUNCH(GRUBeforeFwd2<T>, blocks, m.stream, B, U, act, g, HG, hp, hn, mk);
     }
-    m.Launched();
-  }
+    for (long long s = 0; s < Tn; ++s) {
+      T* g = XW + s * B * GU;
+      const T* hp = H + s * BU;
+      T* hn = H + (s + 1) * BU;
+      const std::uint8_t* mk = MK != nullptr ? MK + s * B : nullptr;
+      if (cell == Cell::kSimpleRNN) {
+        m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+        RNNFAST_LAUNCH(SimpleFwd<T>, blocks, m.stream, B, U, act, g, hp, hn, mk);
+      } else if (cell == Cell::kLSTM) {
+        m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+        RNNFAST_LAUNCH(LSTMFwd<T>, blocks, m.stream, B, U, act, rec, g, hp, Cs + s * BU, hn,
+                       Cs + (s + 1) * BU, mk);
+      } else if (after) {
+        T* rg = RG + (training ? s * B * GU : 0);
+        if (bd != nullptr) {
+          RNNFAST_LAUNCH(AddRows<T>, Blocks(B * GU), m.stream, rg, bd + GU, B, GU, true);
+          m.Launched();
+        }
+        m.Gemm(false, false, B, GU, U, hp, U, R, GU, bd != nullptr ? T(1) : T(0), rg, GU);
+        RNNFAST_LAUNCH(GRUFwd<T>, blocks, m.stream, B, U, act, rec, g, rg, hp, hn, mk);
+      } else {
+        T* rh = RH + (training ? s * BU : 0);
+        m.Gemm(false, false, B, 2 * U, U, hp, U, R, GU, T(0), RZ, 2 * U);
+        RNNFAST_LAUNCH(GRUBeforeFwd1<T>, blocks, m.stream, B, U, rec, g, RZ, hp, rh);
+        m.Launched();
+        m.Gemm(false, false, B, U, U, rh, U, R + 2 * U, GU, T(0), HG, U);
+        RNNFAST_LAUNCH(GRUBeforeFwd2<T>, blocks, m.stream, B, U, act, g, HG, hp, hn, mk);
+      }
+      m.Launched();
+    }
+  });
   if (y != nullptr) {
     std::vector<T> yt(static_cast<std::size_t>(Tn * BU));
     m.Download(yt.data(), H + BU, yt.size());
@@ -408,7 +620,8 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
 
 template <typename T>
 void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* dx, T* dh0, T* dc0,
-                            T* dkernel, T* drecurrent_kernel, T* dbias) {
+                            T* dkernel, T* drecurrent_kernel, T* dbias, bool grads_on_device,
+                            bool accumulate) {
   Impl& m = *impl_;
   if (!m.cache) throw std::logic_error("backward() needs the cache of a training forward");
   m.cache = false;
@@ -438,72 +651,91 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
   }
   T* XW = m.xw.p;
   T* H = m.H.p;
-  T* R = m.R.p;
+  T* Cs = m.C.p;
+  T* RG = m.rg.p;
+  T* RHs = m.rh.p;
+  T* X = m.x.p;
+  const T* R = m.Rd;
+  const T* W = m.Wd;
+  const std::uint8_t* MK = m.has_mask ? m.mask.p : nullptr;
   // Gradients of every step's pre-activations, for the GEMMs after the loop.
   T* DG = m.dg.Reserve(Tn * B * GU);
   T* DG2 = after ? m.dg2.Reserve(Tn * B * GU) : nullptr;         // GRU: recurrent side
   T* DGH = gru && !after ? m.dgh.Reserve(Tn * BU) : nullptr;     // GRU before: dL/d(rh R_h)
   T* DRH = gru && !after ? m.drh.Reserve(BU) : nullptr;
-  for (long long s = Tn - 1; s >= 0; --s) {
-    const std::uint8_t* mk = m.Mask(s);
-    RNNFAST_LAUNCH(Sum2<T>, blocks, m.stream, dHt, dH, DY != nullptr ? DY + s * BU : nullptr, BU);
-    m.Launched();
-    const T* g = XW + s * B * GU;
-    const T* hp = H + s * BU;
-    T* dg = DG + s * B * GU;
-    // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMM adds
-    // the recurrent part.
-    if (cell == Cell::kSimpleRNN) {
-      RNNFAST_LAUNCH(SimpleBwd<T>, blocks, m.stream, B, U, act, g, dHt, dg, dH, mk);
-      m.Launched();
-      m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
-    } else if (cell == Cell::kLSTM) {
-      RNNFAST_LAUNCH(LSTMBwd<T>, blocks, m.stream, B, U, act, rec, g, m.C.p + (s + 1) * BU,
-                                                    m.C.p + s * BU, dHt, dC, dg, dH, mk);
-      m.Launched();
-      m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
-    } else if (after) {
-      T* drg = DG2 + s * B * GU;
-      RNNFAST_LAUNCH(GRUBwd<T>, blocks, m.stream, B, U, act, rec, g, m.rg.p + s * B * GU, hp, dHt,
-                                                   dg, drg, dH, mk);
-      m.Launched();
-      m.Gemm(false, true, B, U, GU, drg, GU, R, GU, T(1), dH, U);
-    } else {
-      T* dgh = DGH + s * BU;
-      RNNFAST_LAUNCH(GRUBeforeBwd1<T>, blocks, m.stream, B, U, act, rec, g, hp, dHt, dg, dgh, dH, mk);
-      m.Launched();
-      m.Gemm(false, true, B, U, U, dgh, U, R + 2 * U, GU, T(0), DRH, U);
-      RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, hp, DRH, dg, dH, mk);
-      m.Launched();
-      m.Gemm(false, true, B, U, 2 * U, dg, GU, R, GU, T(1), dH, U);
-    }
-  }
-  // Weight, bias and input gradients: one GEMM each over all steps.
   const long long TB = Tn * B;
-  T* dW = m.dW.Reserve(I * GU);
-  T* dR = m.dR.Reserve(U * GU);
-  m.Gemm(true, false, I, GU, TB, m.x.p, I, DG, GU, T(0), dW, GU);
-  if (!gru || after) {
-    m.Gemm(true, false, U, GU, TB, H, U, after ? DG2 : DG, GU, T(0), dR, GU);
-  } else {
-    m.Gemm(true, false, U, 2 * U, TB, H, U, DG, GU, T(0), dR, GU);
-    m.Gemm(true, false, U, U, TB, m.rh.p, U, DGH, U, T(0), dR + 2 * U, GU);
-  }
+  // The weight gradients go to the caller's device arrays, or to ours and then to the host.
+  T* dW = grads_on_device ? dkernel : m.dW.Reserve(I * GU);
+  T* dR = grads_on_device ? drecurrent_kernel : m.dR.Reserve(U * GU);
   T* dB = nullptr;
-  if (m.has_bias) {
-    dB = m.db.Reserve(after ? 2 * GU : GU);
-    RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG, TB, GU, GU, dB);
-    if (after) RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG2, TB, GU, GU, dB + GU);
-    m.Launched();
+  if (m.has_bias) dB = grads_on_device ? dbias : m.db.Reserve(after ? 2 * GU : GU);
+  if (grads_on_device && (dW == nullptr || dR == nullptr || (m.has_bias && dB == nullptr)))
+    throw std::invalid_argument("grads_on_device needs dkernel, drecurrent_kernel (and dbias)");
+  const bool add = grads_on_device && accumulate;
+  const T beta = add ? T(1) : T(0);
+  T* DX = dx != nullptr ? m.dx.Reserve(TB * I) : nullptr;
+  const std::vector<long long> key = {
+      1, B, Tn, I, U, m.has_bias, add, Impl::Addr(DY), Impl::Addr(dH), Impl::Addr(dC),
+      Impl::Addr(dHt), Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs), Impl::Addr(RG),
+      Impl::Addr(RHs), Impl::Addr(X), Impl::Addr(R), Impl::Addr(W), Impl::Addr(MK),
+      Impl::Addr(DG), Impl::Addr(DG2), Impl::Addr(DGH), Impl::Addr(DRH), Impl::Addr(dW),
+      Impl::Addr(dR), Impl::Addr(dB), Impl::Addr(DX)};
+  m.Run(key, [&] {
+    for (long long s = Tn - 1; s >= 0; --s) {
+      const std::uint8_t* mk = MK != nullptr ? MK + s * B : nullptr;
+      RNNFAST_LAUNCH(Sum2<T>, blocks, m.stream, dHt, dH, DY != nullptr ? DY + s * BU : nullptr, BU);
+      m.Launched();
+      const T* g = XW + s * B * GU;
+      const T* hp = H + s * BU;
+      T* dg = DG + s * B * GU;
+      // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMM adds
+      // the recurrent part.
+      if (cell == Cell::kSimpleRNN) {
+        RNNFAST_LAUNCH(SimpleBwd<T>, blocks, m.stream, B, U, act, g, dHt, dg, dH, mk);
+        m.Launched();
+        m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+      } else if (cell == Cell::kLSTM) {
+        RNNFAST_LAUNCH(LSTMBwd<T>, blocks, m.stream, B, U, act, rec, g, Cs + (s + 1) * BU,
+                       Cs + s * BU, dHt, dC, dg, dH, mk);
+        m.Launched();
+        m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+      } else if (after) {
+        T* drg = DG2 + s * B * GU;
+        RNNFAST_LAUNCH(GRUBwd<T>, blocks, m.stream, B, U, act, rec, g, RG + s * B * GU, hp, dHt,
+                       dg, drg, dH, mk);
+        m.Launched();
+        m.Gemm(false, true, B, U, GU, drg, GU, R, GU, T(1), dH, U);
+      } else {
+        T* dgh = DGH + s * BU;
+        RNNFAST_LAUNCH(GRUBeforeBwd1<T>, blocks, m.stream, B, U, act, rec, g, hp, dHt, dg, dgh, dH,
+                       mk);
+        m.Launched();
+        m.Gemm(false, true, B, U, U, dgh, U, R + 2 * U, GU, T(0), DRH, U);
+        RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, hp, DRH, dg, dH, mk);
+        m.Launched();
+        m.Gemm(false, true, B, U, 2 * U, dg, GU, R, GU, T(1), dH, U);
+      }
+    }
+    // Weight, bias and input gradients: one GEMM each over all steps.
+    m.Gemm(true, false, I, GU, TB, X, I, DG, GU, beta, dW, GU);
+    if (!gru || after) {
+      m.Gemm(true, false, U, GU, TB, H, U, after ? DG2 : DG, GU, beta, dR, GU);
+    } else {
+      m.Gemm(true, false, U, 2 * U, TB, H, U, DG, GU, beta, dR, GU);
+      m.Gemm(true, false, U, U, TB, RHs, U, DGH, U, beta, dR + 2 * U, GU);
+    }
+    if (dB != nullptr) {
+      RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG, TB, GU, GU, dB, add);
+      if (after) RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG2, TB, GU, GU, dB + GU, add);
+      m.Launched();
+    }
+    if (DX != nullptr) m.Gemm(false, true, TB, I, GU, DG, GU, W, GU, T(0), DX, I);
+  });
+  if (!grads_on_device) {
+    m.Download(dkernel, dW, I * GU);
+    m.Download(drecurrent_kernel, dR, U * GU);
+    if (dB != nullptr && dbias != nullptr) m.Download(dbias, dB, after ? 2 * GU : GU);
   }
-  T* DX = nullptr;
-  if (dx != nullptr) {
-    DX = m.dx.Reserve(TB * I);
-    m.Gemm(false, true, TB, I, GU, DG, GU, m.W.p, GU, T(0), DX, I);
-  }
-  m.Download(dkernel, dW, I * GU);
-  m.Download(drecurrent_kernel, dR, U * GU);
-  if (dB != nullptr && dbias != nullptr) m.Download(dbias, dB, after ? 2 * GU : GU);
   if (dh0 != nullptr) m.Download(dh0, dH, BU);
   if (dc0 != nullptr && dC != nullptr) m.Download(dc0, dC, BU);
   if (DX != nullptr) {

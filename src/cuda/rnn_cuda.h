@@ -25,8 +25,23 @@
 // gates and steps (Keras's `dropout` without `recurrent_dropout`). Per-gate
 // and recurrent dropout masks are not supported on the device (the layers
 // run on the CPU when they are used).
+//
+// Weights kept on the device during fit: with weights_on_device, kernel,
+// recurrent_kernel and bias are device pointers (DeviceAlloc) of the shapes
+// above, used in place; with grads_on_device, dkernel, drecurrent_kernel and
+// dbias are device pointers that Backward overwrites, or adds to with
+// accumulate (a layer called more than once in a step). Everything else is
+// host memory.
+//
+// CUDA graphs: the device work of a Forward (input GEMM and step loop) and of
+// a Backward (step loop and gradient GEMMs) depends only on the sizes, the
+// options and the buffers' addresses. The second call with the same ones is
+// captured into a CUDA graph and later ones replay it (a few per object); a
+// capture that fails falls back to launching directly. RNNFAST_CUDA_GRAPHS=0
+// turns graphs off.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,6 +68,30 @@ std::string DeviceName(int device);
 bool LoadCublas(const std::string& path, std::string* why);
 bool CublasLoaded();
 
+// ---- Device memory (rnnfast._cuda.DeviceArray) and fused optimizer updates --------
+// Synchronous with respect to the host. DeviceAlloc returns zeroed memory.
+void* DeviceAlloc(std::size_t bytes, int device);
+void DeviceFree(void* p, int device) noexcept;
+void CopyToDevice(void* dst, const void* src, std::size_t bytes, int device);
+void CopyToHost(void* dst, const void* src, std::size_t bytes, int device);
+void DeviceZero(void* p, std::size_t bytes, int device);
+
+// One Adam step over n elements, in place (device pointers, each [n]; vhat
+// null without amsgrad): alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t),
+// c1 = 1 - beta_1, c2 = 1 - beta_2; decay = weight_decay (0: none), applied
+// first as w - (w * decay) * lr.
+template <typename T>
+void AdamUpdate(int device, long long n, T* w, const T* g, T* m, T* v, T* vhat, T alpha, T c1,
+                T c2, T eps, T decay, T lr);
+// One SGD step over n elements (momentum null: plain SGD).
+template <typename T>
+void SGDUpdate(int device, long long n, T* w, const T* g, T* momentum_buf, T lr, T momentum,
+               bool nesterov, T decay);
+
+struct GraphStats {
+  long long captures = 0, replays = 0, fallbacks = 0;
+};
+
 template <typename T>
 class DeviceRNN {
  public:
@@ -63,11 +102,14 @@ class DeviceRNN {
 
   void Forward(bool training, long long B, long long Tn, long long I, long long U, const T* x,
                const T* kernel, const T* recurrent_kernel, const T* bias, const T* h0, const T* c0,
-               const std::uint8_t* mask, const T* input_dropout, T* y, T* h_last, T* c_last);
+               const std::uint8_t* mask, const T* input_dropout, T* y, T* h_last, T* c_last,
+               bool weights_on_device = false);
   // Consumes the cache of the last training Forward; throws std::logic_error without one.
   void Backward(const T* dy, const T* dh_last, const T* dc_last, T* dx, T* dh0, T* dc0, T* dkernel,
-                T* drecurrent_kernel, T* dbias);
+                T* drecurrent_kernel, T* dbias, bool grads_on_device = false,
+                bool accumulate = false);
   bool has_cache() const;
+  GraphStats graph_stats() const;
 
  private:
   struct Impl;

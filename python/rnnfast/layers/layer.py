@@ -60,21 +60,48 @@ class Variable:
     ``value`` is the array (never rebound after creation, so kernels and the
     optimizer can hold on to it). ``grad`` is the gradient summed over the
     backward passes since the last ``zero_grad`` (None: no contribution yet).
+
+    During ``fit`` on a GPU a recurrent layer's weight may live on the device
+    (``_device``, an ``rnnfast._device.DeviceCopy``): its value, gradient and
+    optimizer state are updated there, and reading ``value`` copies the
+    device's value back first (and has the device copy refreshed before its
+    next use, since the reader may write into the array). Gradients given on
+    the host (``add_grad``/``commit_grad``) are then added on the device.
     """
 
     def __init__(self, value, name: str, trainable: bool = True, regularizer=None,
                  constraint=None, path: str | None = None, dtype="float32"):
-        self.value = np.array(value, dtype=dtype, order="C", copy=True)
+        self._value = np.array(value, dtype=dtype, order="C", copy=True)
+        self._device = None
         self.name = name
         self.path = path or name
         self.trainable = trainable
         self.regularizer = regularizer
         self.constraint = constraint
-        self.grad = None
+        self._grad = None
         self._grad_buffer = None  # reused by kernels that write gradients in place
+
+    @property
+    def value(self) -> np.ndarray:
+        if self._device is not None:
+            self._device.to_host(self._value)
+        return self._value
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, g) -> None:
+        self._grad = g
+        if g is None and self._device is not None:
+            self._device.grad_live = False  # zero_grad
 
     def add_grad(self, g) -> None:
         """Adds one backward pass's contribution to ``grad``."""
+        if self._device is not None:
+            self._device.add_host_grad(g)
+            return
         self.grad = g if self.grad is None else self.grad + g
 
     def grad_target(self):
@@ -85,11 +112,14 @@ class Variable:
         if self.grad is None:
             buf = self._grad_buffer  # value is never rebound, so its shape never changes
             if buf is None:
-                buf = self._grad_buffer = np.empty_like(self.value)
+                buf = self._grad_buffer = np.empty_like(self._value)
             return buf, True
-        return np.empty_like(self.value), False
+        return np.empty_like(self._value), False
 
     def commit_grad(self, written, fresh) -> None:
+        if self._device is not None:
+            self._device.add_host_grad(written)
+            return
         if fresh:
             self.grad = written
         else:
@@ -97,11 +127,11 @@ class Variable:
 
     @property
     def shape(self):
-        return self.value.shape
+        return self._value.shape
 
     @property
     def dtype(self):
-        return self.value.dtype
+        return self._value.dtype
 
     def numpy(self):
         return self.value.copy()

@@ -43,6 +43,7 @@ class OptimizerState:
     @property
     def variables(self) -> List[np.ndarray]:
         """The optimizer's state arrays (live, not copies), in Keras 3's order."""
+        self._device_sync()  # slots updated on the GPU during fit
         out = [self._iterations]
         if isinstance(self._learning_rate, np.ndarray):
             out.append(self._learning_rate)

@@ -75,6 +75,38 @@ class Adam(Optimizer):
                         float(alpha), float(f(1.0 - float(self.beta_1))),
                         float(f(1.0 - float(self.beta_2))), float(f(float(self.epsilon))))
 
+    def _device_capable(self):
+        return type(self) in (Adam, AdamW) and self._plain_update()
+
+    def _device_update_step(self, variables, learning_rate):
+        """The fused Adam kernel on the GPU (rnnfast._cuda.adam_update), with
+        the scalars rounded exactly as _backend_update_step rounds them."""
+        from .. import _device
+
+        by_dtype = {}
+        for v in variables:
+            by_dtype.setdefault(v.dtype, []).append(v)
+        for dtype, group in by_dtype.items():
+            f = dtype.type
+            one = f(1)
+            step = f(self.iterations + 1)
+            alpha = (f(learning_rate) * np.sqrt(one - np.power(f(self.beta_2), step))
+                     / (one - np.power(f(self.beta_1), step)))
+            index = group[0]._device.index
+            idx = [self._get_variable_index(v) for v in group]
+            ws, gs = self._device_weights_and_grads(group)
+            hosts = [self._momentums[i] for i in idx] + [self._velocities[i] for i in idx]
+            if self.amsgrad:
+                hosts += [self._velocity_hats[i] for i in idx]
+            dev = [self._device_slot(h, index) for h in hosts]
+            n = len(group)
+            _device._module().adam_update(
+                ws, gs, dev[:n], dev[n:2 * n], dev[2 * n:] if self.amsgrad else None,
+                float(alpha), float(f(1.0 - float(self.beta_1))),
+                float(f(1.0 - float(self.beta_2))), float(f(float(self.epsilon))),
+                self._device_decays(group, dtype), float(f(learning_rate)))
+            self._device_updated(group, hosts)
+
     def update_step(self, gradient, variable, learning_rate):
         w = variable.value
         i = self._get_variable_index(variable)

@@ -37,6 +37,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from .. import _serialization
+from .._device import ON_DEVICE as _ON_DEVICE
 from .._naming import auto_name
 from . import schedules as _schedules
 from ._state import OptimizerState, _is_real, _value_of
@@ -242,6 +243,7 @@ class Optimizer(OptimizerState, GradientTransforms):
 
         kept_grads: List[np.ndarray] = []
         kept_vars: list = []
+        device_vars: list = []  # weights whose value and gradient are on the GPU
         missing: List[str] = []
         for g, v in zip(grads, trainable_variables):
             if not getattr(v, "trainable", True):
@@ -249,22 +251,32 @@ class Optimizer(OptimizerState, GradientTransforms):
             if g is None:
                 missing.append(str(getattr(v, "name", v)))
                 continue
+            if g is _ON_DEVICE:
+                device_vars.append(v)
+                continue
             kept_grads.append(self._as_gradient(g, v))
             kept_vars.append(v)
         if missing:
-            if not kept_grads:
+            if not kept_grads and not device_vars:
                 raise ValueError("No gradients provided for any variable.")
             warnings.warn(f"Gradients do not exist for variables {missing} when minimizing "
                           "the loss. If using `model.compile()`, did you forget to provide a "
                           "`loss` argument?", stacklevel=2)
-        if not kept_grads:
+        if not kept_grads and not device_vars:
             return
+        if device_vars and not self._device_capable():
+            raise ValueError(f"{type(self).__name__} has no device update for gradients on the "
+                             f"GPU with this configuration")
 
         scale = self.loss_scale_factor
         if scale is not None:
             kept_grads = [g / scale for g in kept_grads]
 
-        self._backend_apply_gradients(kept_grads, kept_vars)
+        self._device_vars = device_vars
+        try:
+            self._backend_apply_gradients(kept_grads, kept_vars)
+        finally:
+            self._device_vars = []
 
         for v in kept_vars:
             constraint = getattr(v, "constraint", None)
@@ -306,6 +318,9 @@ class Optimizer(OptimizerState, GradientTransforms):
             grads = self._clip_gradients(grads)
             self._apply_weight_decay(trainable_variables, lr)
             self._backend_update_step(grads, trainable_variables, lr)
+            device_vars = getattr(self, "_device_vars", None)
+            if device_vars:
+                self._device_update_step(device_vars, lr)
 
         if self.use_ema:
             self._update_model_variables_moving_average(self._trainable_variables)
@@ -321,6 +336,62 @@ class Optimizer(OptimizerState, GradientTransforms):
     def update_step(self, gradient: np.ndarray, variable, learning_rate: float) -> None:
         """Updates ``variable.value`` in place from `gradient` (subclasses implement it)."""
         raise NotImplementedError
+
+    # ------------------------------------------- weights kept on the GPU (rnnfast._device)
+    def _device_capable(self) -> bool:
+        """Whether this optimizer can update weights on the GPU (a fused
+        kernel of rnnfast._cuda); subclasses with one say when."""
+        return False
+
+    def _plain_update(self) -> bool:
+        """No clipping, EMA, gradient accumulation or loss scaling: what the
+        fused device updates implement."""
+        return not (self.clipnorm or self.clipvalue or self.global_clipnorm or self.use_ema
+                    or self.gradient_accumulation_steps or self.loss_scale_factor is not None)
+
+    def _device_update_step(self, variables, learning_rate: float) -> None:
+        """Updates weights whose value and gradient are on the GPU (``Variable._device``)."""
+        raise NotImplementedError
+
+    def _device_slot(self, host: np.ndarray, index: int):
+        """The device copy of one of this optimizer's slot arrays (made on first use)."""
+        from .. import _device
+
+        slots = self.__dict__.setdefault("_device_slots", {})
+        entry = slots.get(id(host))
+        if entry is None:
+            entry = slots[id(host)] = (host, _device.DeviceCopy(host, index, with_grad=False))
+        return entry[1].device_value(host)
+
+    def _device_updated(self, variables, slot_arrays) -> None:
+        """After a device update: the host copies of these are out of date."""
+        for v in variables:
+            v._device.host_stale = True
+        slots = self.__dict__.get("_device_slots", {})
+        for host in slot_arrays:
+            slots[id(host)][1].host_stale = True
+
+    def _device_sync(self) -> None:
+        """Copies slots updated on the GPU back into the state arrays (which
+        may then be written, so the device copies refresh before next use)."""
+        for host, copy in self.__dict__.get("_device_slots", {}).values():
+            copy.to_host(host)
+
+    def _device_release(self) -> None:
+        self._device_sync()
+        self.__dict__.pop("_device_slots", None)
+
+    def _device_weights_and_grads(self, variables):
+        ws = [v._device.device_value(v._value) for v in variables]
+        gs = [v._device.grad_for_update() for v in variables]
+        return ws, gs
+
+    def _device_decays(self, variables, dtype):
+        wd = self.weight_decay
+        if wd is None or wd == 0:
+            return [0.0] * len(variables)
+        return [float(dtype.type(float(wd))) if self._use_weight_decay(v) else 0.0
+                for v in variables]
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict:

@@ -45,6 +45,29 @@ class SGD(Optimizer):
         if self.momentum != 0:
             self.momentums = self.add_optimizer_variables(variables, "momentum")
 
+    def _device_capable(self):
+        return type(self) is SGD and self._plain_update()
+
+    def _device_update_step(self, variables, learning_rate):
+        """The fused SGD kernel on the GPU (rnnfast._cuda.sgd_update)."""
+        from .. import _device
+
+        by_dtype = {}
+        for v in variables:
+            by_dtype.setdefault(v.dtype, []).append(v)
+        for dtype, group in by_dtype.items():
+            f = dtype.type
+            index = group[0]._device.index
+            ws, gs = self._device_weights_and_grads(group)
+            hosts = []
+            if self.momentum != 0:
+                hosts = [self.momentums[self._get_variable_index(v)] for v in group]
+            dev = [self._device_slot(h, index) for h in hosts]
+            _device._module().sgd_update(ws, gs, dev if hosts else None,
+                                         float(f(learning_rate)), float(f(float(self.momentum))),
+                                         bool(self.nesterov), self._device_decays(group, dtype))
+            self._device_updated(group, hosts)
+
     def update_step(self, gradient, variable, learning_rate):
         w = variable.value
         t = self._scratch(0, w)

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .. import _tree
+from .. import _device, _tree
 from .. import callbacks as callbacks_module
 from .. import distribution as distribution_module
 from .. import losses as losses_module
@@ -106,6 +106,9 @@ class Trainer:
         self.backward(ctx, grads if len(grads) > 1 else grads[0], need_input_grad=False)
         pairs = []
         for v in trainable:
+            if v._device is not None:  # gradient and update on the GPU (rnnfast._device)
+                pairs.append((v, _device.ON_DEVICE))
+                continue
             g = v.grad
             if g is None:  # a weight that does not reach the loss
                 g = np.zeros_like(v.value)
@@ -262,6 +265,8 @@ class Trainer:
                                              model=self, verbose=verbose, epochs=epochs,
                                              steps=adapter.num_batches)
         self.stop_training = False
+        # On a GPU the recurrent weights and the optimizer's state may stay there until the end.
+        residency = _device.begin_residency(self)
         try:
             return self._fit_epochs(cbks, adapter, source, class_weight, initial_epoch, epochs,
                                     validation_data, validation_batch_size, batch_size,
@@ -270,6 +275,8 @@ class Trainer:
             if dist is not None:  # the other ranks would wait in a collective forever
                 dist.abort(e)
             raise
+        finally:
+            _device.end_residency(residency)
 
     def _fit_epochs(self, cbks, adapter, source, class_weight, initial_epoch, epochs,
                     validation_data, validation_batch_size, batch_size, validation_steps,

@@ -227,6 +227,10 @@ class RNN(Layer):
             ctx.kernel = kernel
         return kernel
 
+    def _params(self):
+        cell = self.cell
+        return [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
+
     def _buffer(self, ctx, key, shape):
         """Output arrays reused from step to step (per context): a training
         forward's outputs live until that context's next training forward."""
@@ -272,9 +276,15 @@ class RNN(Layer):
         # Without return_sequences the kernel writes only the final state.
         seqs = self.return_sequences
         out = self._buffer(ctx, "y", (B, T, cell.units)) if training and seqs else None
-        y, final = self._kernel(ctx).forward(
-            x, cell.kernel.value, cell.recurrent_kernel.value,
-            None if cell.bias is None else cell.bias.value, initial_state=initial_state, mask=mask,
+        kernel = self._kernel(ctx)
+        # During fit on a GPU the weights may live there (rnnfast._device.Residency).
+        weights = _device.resident_weights(self._params(), kernel)
+        ctx.resident = weights is not None
+        if weights is None:
+            weights = [v.value for v in self._params()]
+        y, final = kernel.forward(
+            x, weights[0], weights[1], weights[2] if len(weights) > 2 else None,
+            initial_state=initial_state, mask=mask,
             input_dropout_mask=din, recurrent_dropout_mask=drec, training=training, out=out,
             return_sequences=seqs)
         final = list(final) if cell.STATES > 1 else [final]
@@ -318,17 +328,35 @@ class RNN(Layer):
             d_states[0] = d_out if d_states[0] is None else d_states[0] + d_out
         if d_states[0] is not None or (cell.STATES > 1 and d_states[1] is not None):
             dfinal = tuple(d_states) if cell.STATES > 1 else d_states[0]
-        params = [cell.kernel, cell.recurrent_kernel] + ([cell.bias] if cell.bias is not None else [])
+        params = self._params()
         train = self.trainable and cell.trainable
-        targets = [v.grad_target() if train else (np.empty(v.shape, v.dtype), False) for v in params]
         dx = self._buffer(ctx, "dx", (B, T, I)) if need_input_grad else None
-        _, dinit, _, _, _ = self._kernel(ctx).backward(
-            cell.kernel.value, cell.recurrent_kernel.value, doutputs=doutputs, dfinal_state=dfinal,
-            dx_out=dx, dkernel_out=targets[0][0], drecurrent_kernel_out=targets[1][0],
-            dbias_out=None if cell.bias is None else targets[2][0], compute_dx=need_input_grad)
-        if train:
-            for v, (written, fresh) in zip(params, targets):
-                v.commit_grad(written, fresh)
+        kernel = self._kernel(ctx)
+        if train and getattr(ctx, "resident", False) and all(v._device is not None for v in params):
+            # The weight gradients stay on the GPU, added to this step's earlier ones.
+            devs = [v._device for v in params]
+            accumulate = any(d.grad_live for d in devs)
+            for d in devs:
+                if accumulate and not d.grad_live:
+                    d.grad.zero()
+                d.grad_live = True
+            _, dinit, _, _, _ = kernel.backward(
+                None, None, doutputs=doutputs, dfinal_state=dfinal, dx_out=dx,
+                compute_dx=need_input_grad, device_grads=[d.grad for d in devs],
+                accumulate=accumulate)
+        else:
+            targets = [v.grad_target() if train else (np.empty(v.shape, v.dtype), False)
+                       for v in params]
+            on_gpu = isinstance(kernel, _device.GPUKernel)  # reads no weights in its backward
+            _, dinit, _, _, _ = kernel.backward(
+                None if on_gpu else cell.kernel.value,
+                None if on_gpu else cell.recurrent_kernel.value, doutputs=doutputs,
+                dfinal_state=dfinal, dx_out=dx, dkernel_out=targets[0][0],
+                drecurrent_kernel_out=targets[1][0],
+                dbias_out=None if cell.bias is None else targets[2][0], compute_dx=need_input_grad)
+            if train:
+                for v, (written, fresh) in zip(params, targets):
+                    v.commit_grad(written, fresh)
         if saved["given_state"]:
             dinit = list(dinit) if cell.STATES > 1 else [dinit]
             ctx.kwarg_grads = {"initial_state": dinit if saved["state_list"] else dinit[0]}
