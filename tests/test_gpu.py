@@ -91,7 +91,9 @@ def cuda_module(name):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opts", [dict(), dict(go_backwards=True), dict(mask=True),
                                   dict(state=True), dict(bias=False), dict(seqs=False),
-                                  dict(acts=True), dict(reuse=True), dict(dropout=True)])
+                                  dict(acts=True), dict(reuse=True), dict(dropout=True),
+                                  dict(gate_dropout=True), dict(rec_dropout=True),
+                                  dict(rec_dropout="shared", go_backwards=True, mask=True)])
 def test_device_kernels_match_cpu(where, cell, dtype, opts):
     _cuda = cuda_module(where)
     G, make = CELLS[cell]
@@ -120,6 +122,12 @@ def test_device_kernels_match_cpu(where, cell, dtype, opts):
     kw = dict(initial_state=init, mask=mask, training=True, return_sequences=seqs)
     if opts.get("dropout"):  # one shared input mask, scaled as the layers draw it
         kw["input_dropout_mask"] = ((rng.random((B, I)) > 0.3) / 0.7).astype(dtype)
+    if opts.get("gate_dropout"):  # one input mask per gate (Keras once recurrent_dropout is on)
+        kw["input_dropout_mask"] = ((rng.random((G, B, I)) > 0.3) / 0.7).astype(dtype)
+    if opts.get("rec_dropout"):  # per-gate input and recurrent masks, or one shared of each
+        n = G if opts["rec_dropout"] is True else 1
+        kw["input_dropout_mask"] = ((rng.random((n, B, I)) > 0.3) / 0.7).astype(dtype)
+        kw["recurrent_dropout_mask"] = ((rng.random((n, B, U)) > 0.4) / 0.6).astype(dtype)
     if opts.get("reuse"):  # a larger call first: buffers reused at a smaller size
         dev.forward(np.ones((B + 2, T + 3, I), dtype), W, R, b, training=True)
         dev.backward()
@@ -172,8 +180,11 @@ def test_device_kernel_argument_errors():
     k = cu.RecurrentKernel(4, 3)
     x = np.zeros((2, 5, 4), "float32")
     W, R = np.zeros((4, 12), "float32"), np.zeros((3, 12), "float32")
-    with pytest.raises(ValueError, match="per-gate input dropout"):
-        k.forward(x, W, R, input_dropout_mask=np.ones((4, 2, 4), "float32"))
+    with pytest.raises(ValueError, match=r"input_dropout_mask must have shape \(batch, n\), "
+                                         r"\(1, batch, n\) or \(4, batch, n\)"):
+        k.forward(x, W, R, input_dropout_mask=np.ones((3, 2, 4), "float32"))
+    with pytest.raises(ValueError, match=r"recurrent_dropout_mask must have shape \(4, 2, 3\)"):
+        k.forward(x, W, R, recurrent_dropout_mask=np.ones((4, 2, 4), "float32"))
     with pytest.raises(ValueError, match="kernel must have shape"):
         k.forward(x, np.zeros((3, 12), "float32"), R)
     with pytest.raises(TypeError, match="pair"):
@@ -434,7 +445,8 @@ def test_fit_on_emulated_gpu_keeps_weights_there_and_equals_cpu(emulated_gpu, op
         def build():
             return rnnfast.Sequential([
                 rnnfast.Input((6, 3)),
-                rnnfast.layers.LSTM(5, return_sequences=True),
+                rnnfast.layers.LSTM(5, return_sequences=True, dropout=0.1,
+                                    recurrent_dropout=0.2),  # per-gate masks on the device
                 rnnfast.layers.GRU(4, kernel_regularizer="l2"),  # stays on the host
                 rnnfast.layers.Dense(2)])
 

@@ -8,9 +8,8 @@ device is visible and cuBLAS loads (the ``nvidia-cublas`` wheel of the
 explicitly. The choice is made when a layer creates its kernel object (once
 per call site); ``status()`` says which device is used and why.
 
-On the GPU the recurrent layers run there; a cell with recurrent_dropout, and
-every other layer, runs on the CPU, which the log says once (logger
-"rnnfast"). Outside fit, inputs and weights are copied in and results out on
+On the GPU the recurrent layers run there (dropout masks included); every
+other layer runs on the CPU, which the log says once (logger "rnnfast"). Outside fit, inputs and weights are copied in and results out on
 each call. During fit (``Residency``), when the optimizer has a fused device
 update (SGD, Adam, AdamW without clipping, EMA, gradient accumulation or loss
 scaling) and the training is not data-parallel, a recurrent layer's weights
@@ -172,10 +171,9 @@ class GPUKernel:
     def forward(self, x, kernel, recurrent_kernel, bias=None, *, initial_state=None, mask=None,
                 input_dropout_mask=None, recurrent_dropout_mask=None, training=False, out=None,
                 return_sequences=True):
-        if recurrent_dropout_mask is not None:
-            raise ValueError("recurrent dropout masks are not supported by the GPU kernels")
         y, final = self._k.forward(x, kernel, recurrent_kernel, bias, initial_state=initial_state,
                                    mask=mask, input_dropout_mask=input_dropout_mask,
+                                   recurrent_dropout_mask=recurrent_dropout_mask,
                                    training=training,
                                    return_sequences=return_sequences)
         if out is not None and y is not None:
@@ -204,19 +202,18 @@ class GPUKernel:
 
 def make_recurrent_kernel(cell, go_backwards):
     """(kernel object, device string) for a recurrent cell: the GPU's when the
-    GPU is in use and the cell has no recurrent dropout, else the CPU's."""
+    GPU is in use, else the CPU's."""
     global _told
     kind, index, _ = current()
     if kind == "gpu":
         if not _told:  # one informational line per process
-            _log.info("rnnfast: recurrent layers run on gpu:%d; those with recurrent_dropout, "
-                      "and all other layers, run on the CPU", index)
+            _log.info("rnnfast: recurrent layers run on gpu:%d; all other layers run on the CPU",
+                      index)
             _told = True
-        if cell.recurrent_dropout == 0:  # input dropout alone is one shared mask
-            gates = cell.recurrent_kernel.shape[1] // cell.units
-            return GPUKernel(gates, cell.units, cell._activation_name,
-                             getattr(cell, "_recurrent_activation_name", "sigmoid"), go_backwards,
-                             getattr(cell, "reset_after", True), index), f"gpu:{index}"
+        gates = cell.recurrent_kernel.shape[1] // cell.units
+        return GPUKernel(gates, cell.units, cell._activation_name,
+                         getattr(cell, "_recurrent_activation_name", "sigmoid"), go_backwards,
+                         getattr(cell, "reset_after", True), index), f"gpu:{index}"
     return cell.make_kernel(go_backwards), "cpu"
 
 

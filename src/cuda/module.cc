@@ -155,16 +155,18 @@ class Kernel {
 
   py::tuple Forward(py::object x, py::object kernel, py::object recurrent_kernel, py::object bias,
                     py::object initial_state, py::object mask, py::object input_dropout_mask,
-                    bool training, bool return_sequences) {
+                    py::object recurrent_dropout_mask, bool training, bool return_sequences) {
     std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
     if (!lock.owns_lock()) throw std::runtime_error(kBusy);
     py::array xa = py::array::ensure(x);
     if (xa && py::array_t<float>::check_(xa))
       return ForwardT<float>(xa, kernel, recurrent_kernel, bias, initial_state, mask,
-                             input_dropout_mask, training, return_sequences, f32_);
+                             input_dropout_mask, recurrent_dropout_mask, training,
+                             return_sequences, f32_);
     if (xa && py::array_t<double>::check_(xa))
       return ForwardT<double>(xa, kernel, recurrent_kernel, bias, initial_state, mask,
-                              input_dropout_mask, training, return_sequences, f64_);
+                              input_dropout_mask, recurrent_dropout_mask, training,
+                              return_sequences, f64_);
     throw py::type_error("x must be a float32 or float64 array");
   }
 
@@ -218,7 +220,8 @@ class Kernel {
   template <typename T>
   py::tuple ForwardT(const py::array& xa, py::object kernel, py::object recurrent_kernel,
                      py::object bias, py::object initial_state, py::object mask,
-                     py::object input_dropout_mask, bool training, bool return_sequences,
+                     py::object input_dropout_mask, py::object recurrent_dropout_mask,
+                     bool training, bool return_sequences,
                      std::unique_ptr<DeviceRNN<T>>& obj) {
     if (xa.ndim() != 3) throw py::value_error("x must be a 3-D array (batch, time, features), got shape " + ShapeStr(xa));
     const long long B = xa.shape(0), Tn = xa.shape(1), I = xa.shape(2), U = units_, GU = G() * U;
@@ -261,15 +264,29 @@ class Kernel {
       if (m->ndim() != 2 || m->shape(0) != B || m->shape(1) != Tn)
         throw py::value_error("mask must have shape (batch, time)");
     }
-    std::optional<py::array_t<T, py::array::c_style>> din;
-    if (!input_dropout_mask.is_none()) {
-      py::array d = py::array::ensure(input_dropout_mask);
-      if (d && d.ndim() == 3 && d.shape(0) == 1) d = d.attr("reshape")(B, I);
-      if (d && d.ndim() == 3)
-        throw py::value_error("per-gate input dropout masks ([G, batch, features]) are not "
-                              "supported on the GPU; pass one [batch, features] mask");
-      din = In<T>(d, "input_dropout_mask", {B, I});
-    }
+    // Dropout masks as the CPU kernels take them: [batch, n] for all gates,
+    // or [1 or G, batch, n].
+    auto dropout = [&](py::object given, const char* name, long long width, int* count) {
+      std::optional<py::array_t<T, py::array::c_style>> out;
+      *count = 0;
+      if (given.is_none()) return out;
+      py::array d = py::array::ensure(given);
+      if (d && d.ndim() == 3 && (d.shape(0) == 1 || d.shape(0) == G())) {
+        *count = static_cast<int>(d.shape(0));
+        out = In<T>(d, name, {*count, B, width});
+      } else {
+        if (d && d.ndim() == 3)
+          throw py::value_error(std::string(name) + " must have shape (batch, n), (1, batch, n) or (" +
+                                std::to_string(G()) + ", batch, n) with n = " + std::to_string(width) +
+                                ", got " + ShapeStr(d));
+        *count = 1;
+        out = In<T>(d, name, {B, width});
+      }
+      return out;
+    };
+    int n_in = 0, n_rec = 0;
+    auto din = dropout(input_dropout_mask, "input_dropout_mask", I, &n_in);
+    auto drec = dropout(recurrent_dropout_mask, "recurrent_dropout_mask", U, &n_rec);
     std::optional<py::array_t<T, py::array::c_style>> y;
     if (return_sequences) y = py::array_t<T, py::array::c_style>(Shape{B, Tn, U});
     py::array_t<T, py::array::c_style> h(Shape{B, U});
@@ -282,7 +299,8 @@ class Kernel {
       obj->Forward(training, B, Tn, I, U, x.data(), kp, rp, bp, h0 ? h0->data() : nullptr,
                    c0 ? c0->data() : nullptr, m ? m->data() : nullptr, din ? din->data() : nullptr,
                    y ? y->mutable_data() : nullptr, h.mutable_data(),
-                   c ? c->mutable_data() : nullptr, on_device);
+                   c ? c->mutable_data() : nullptr, on_device, n_in,
+                   drec ? drec->data() : nullptr, n_rec);
     }
     if (training) {
       cache_ = sizeof(T);
@@ -377,8 +395,8 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
   m.def("cublas_loaded", &rnnfast::cuda::CublasLoaded);
   py::class_<Kernel>(m, "RecurrentKernel", py::module_local(),
                      "SimpleRNN (gates=1), LSTM (4) or GRU (3) over whole sequences on a GPU; the "
-                     "arguments and results of the CPU kernel objects (rnnfast._core), with one "
-                     "shared input dropout mask and no recurrent dropout.")
+                     "arguments and results of the CPU kernel objects (rnnfast._core), dropout "
+                     "masks included.")
       .def(py::init([](int gates, long long units, const std::string& activation,
                        const std::string& recurrent_activation, bool go_backwards, bool reset_after,
                        int device) {
@@ -393,6 +411,7 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
       .def("forward", &Kernel::Forward, py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"),
            py::arg("bias") = py::none(), py::kw_only(), py::arg("initial_state") = py::none(),
            py::arg("mask") = py::none(), py::arg("input_dropout_mask") = py::none(),
+           py::arg("recurrent_dropout_mask") = py::none(),
            py::arg("training") = false,
            py::arg("return_sequences") = true)
       .def("backward", &Kernel::Backward, py::kw_only(), py::arg("doutputs") = py::none(),

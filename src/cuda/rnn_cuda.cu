@@ -106,6 +106,32 @@ __global__ void ColumnSums(const T* a, long long rows, long long cols, long long
   out[c] = add ? out[c] + s : s;
 }
 
+// Recurrent dropout: out[k] = h * mask[k] for k < n ([n, B*U] each).
+template <typename T>
+__global__ void MaskRows(T* out, const T* h, const T* masks, int n, long long BU) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= BU) return;
+  for (int k = 0; k < n; ++k) out[k * BU + i] = h[i] * masks[k * BU + i];
+}
+// dh += sum_k part[k] * mask[k] (the masked recurrent products' gradients).
+template <typename T>
+__global__ void AddMasked(T* dh, const T* part, const T* masks, int n, long long BU) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= BU) return;
+  T s = dh[i];
+  for (int k = 0; k < n; ++k) s += part[k * BU + i] * masks[k * BU + i];
+  dh[i] = s;
+}
+// out[k][s] = H[s] * mask[k] for every step s < Tn: the masked states of all
+// steps, for the recurrent kernel's gradient ([n, Tn, B*U]).
+template <typename T>
+__global__ void MaskSteps(T* out, const T* H, const T* masks, int n, long long Tn, long long BU) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= Tn * BU) return;
+  const long long j = i % BU;
+  for (int k = 0; k < n; ++k) out[k * Tn * BU + i] = H[i] * masks[k * BU + j];
+}
+
 template <typename T>
 __global__ void SimpleFwd(long long B, long long U, int act, T* g, const T* hp, T* hn,
                           const std::uint8_t* m) {
@@ -344,11 +370,12 @@ struct DeviceRNN<T>::Impl {
   long long B = 0, Tn = 0, I = 0, U = 0;
   bool has_bias = false, has_mask = false, cache = false;
   Buffer<T> x, W, R, bias, xw, H, C, rg, rh, rz, hg, dy, dh, dc, dht, dg, dg2, dgh, drh, dW, dR,
-      db, dx;
+      db, dx, rmask, hm, part, carry, hmall;
+  int n_in = 0, n_rec = 0;  // dropout mask counts of the cached forward
   Buffer<std::uint8_t> mask;
   const T* Wd = nullptr;  // the weights the cached forward used (own copies or the caller's)
   const T* Rd = nullptr;
-  std::vector<T> in_drop;  // [B, I] input dropout mask of the cached forward (empty: none)
+  std::vector<T> in_drop;  // [n_in, B, I] input dropout masks of the cached forward
   // Graphs of recent shapes (a training batch, the short last batch, ...).
   static constexpr std::size_t kGraphs = 4;
   std::vector<GraphEntry> graphs;
@@ -495,7 +522,8 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
                            const T* x, const T* kernel, const T* recurrent_kernel, const T* bias,
                            const T* h0, const T* c0, const std::uint8_t* mask,
                            const T* input_dropout, T* y, T* h_last, T* c_last,
-                           bool weights_on_device) {
+                           bool weights_on_device, int n_in, const T* recurrent_dropout,
+                           int n_rec) {
   Impl& m = *impl_;
   Check(cudaSetDevice(m.device), "cudaSetDevice");
   m.cache = false;
@@ -504,26 +532,43 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
   const long long GU = G * U, BU = B * U;
   const bool gru = cell == Cell::kGRU, after = gru && m.o.reset_after;
   m.B = B, m.Tn = Tn, m.I = I, m.U = U, m.has_bias = bias != nullptr, m.has_mask = mask != nullptr;
+  if (input_dropout == nullptr) n_in = 0;
+  if (recurrent_dropout == nullptr) n_rec = 0;
+  if ((n_in != 0 && n_in != 1 && n_in != G) || (n_rec != 0 && n_rec != 1 && n_rec != G))
+    throw std::invalid_argument("dropout mask counts must be 1 or the number of gates");
+  if (n_in == G && G == 1) n_in = 1;
+  m.n_in = n_in, m.n_rec = n_rec;
   // Time-major input (reversed for go_backwards, times the input dropout
-  // mask, which the backward applies to dx too), uploaded once.
-  std::vector<T> xt(static_cast<std::size_t>(Tn * B * I));
+  // mask, which the backward applies to dx too), uploaded once; with one
+  // mask per gate, one masked copy per gate ([G, T*B, I]).
+  const long long copies = n_in > 1 ? n_in : 1, TBI = Tn * B * I;
+  std::vector<T> xt(static_cast<std::size_t>(copies * TBI));
   std::vector<std::uint8_t> mt(mask != nullptr ? static_cast<std::size_t>(Tn * B) : 0);
   if (input_dropout != nullptr)
-    m.in_drop.assign(input_dropout, input_dropout + B * I);
+    m.in_drop.assign(input_dropout, input_dropout + n_in * B * I);
   else
     m.in_drop.clear();
   for (long long s = 0; s < Tn; ++s) {
     const long long t = m.o.go_backwards ? Tn - 1 - s : s;
     for (long long b = 0; b < B; ++b) {
-      T* row = xt.data() + (s * B + b) * I;
-      std::copy(x + (b * Tn + t) * I, x + (b * Tn + t + 1) * I, row);
-      if (input_dropout != nullptr)
-        for (long long i = 0; i < I; ++i) row[i] *= input_dropout[b * I + i];
+      const T* src = x + (b * Tn + t) * I;
+      for (long long k = 0; k < copies; ++k) {
+        T* row = xt.data() + k * TBI + (s * B + b) * I;
+        if (input_dropout != nullptr) {
+          const T* d = input_dropout + (k * B + b) * I;
+          for (long long i = 0; i < I; ++i) row[i] = src[i] * d[i];
+        } else {
+          std::copy(src, src + I, row);
+        }
+      }
       if (mask != nullptr) mt[s * B + b] = mask[b * Tn + t] != 0;
     }
   }
   T* X = m.x.Reserve(xt.size());
   m.Upload(X, xt.data(), xt.size());
+  T* RM = n_rec > 0 ? m.rmask.Reserve(n_rec * B * U) : nullptr;
+  if (RM != nullptr) m.Upload(RM, recurrent_dropout, n_rec * B * U);
+  T* HM = n_rec > 0 ? m.hm.Reserve(n_rec * B * U) : nullptr;
   if (mask != nullptr) {
     m.mask.Reserve(mt.size());
     Check(cudaMemcpyAsync(m.mask.p, mt.data(), mt.size(), cudaMemcpyHostToDevice, m.stream), "upload");
@@ -563,12 +608,30 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
   const int blocks = Blocks(BU);
   const int act = m.o.activation, rec = m.o.recurrent_activation;
   const std::vector<long long> key = {
-      0, B, Tn, I, U, training, Impl::Addr(X), Impl::Addr(W), Impl::Addr(R), Impl::Addr(bd),
-      Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs), Impl::Addr(RG), Impl::Addr(RH),
-      Impl::Addr(RZ), Impl::Addr(HG), Impl::Addr(MK)};
+      0, B, Tn, I, U, training, n_in, n_rec, Impl::Addr(X), Impl::Addr(W), Impl::Addr(R),
+      Impl::Addr(bd), Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs), Impl::Addr(RG),
+      Impl::Addr(RH), Impl::Addr(RZ), Impl::Addr(HG), Impl::Addr(MK), Impl::Addr(RM),
+      Impl::Addr(HM)};
+  // out[:, (k - k0) U ...] (+)= (h_{t-1} * mask_k) R[:, k U ...] for gates
+  // k0 <= k < k1: one GEMM, or one per gate with per-gate masks.
+  auto recurrent = [&](const T* hp, T beta, T* out, long long ldo, int k0, int k1) {
+    if (n_rec <= 1) {
+      m.Gemm(false, false, B, (k1 - k0) * U, U, n_rec == 1 ? HM : hp, U, R + k0 * U, GU, beta,
+             out, ldo);
+      return;
+    }
+    for (int k = k0; k < k1; ++k)
+      m.Gemm(false, false, B, U, U, HM + k * BU, U, R + k * U, GU, beta, out + (k - k0) * U, ldo);
+  };
   m.Run(key, [&] {
-    // The input projection of every step: one GEMM, then the input bias.
-    m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
+    // The input projection of every step: one GEMM (one per gate with
+    // per-gate input masks), then the input bias.
+    if (copies == 1) {
+      m.Gemm(false, false, Tn * B, GU, I, X, I, W, GU, T(0), XW, GU);
+    } else {
+      for (int k = 0; k < G; ++k)
+        m.Gemm(false, false, Tn * B, U, I, X + k * TBI, I, W + k * U, GU, T(0), XW + k * U, GU);
+    }
     if (bd != nullptr) {
       RNNFAST_LAUNCH(AddRows<T>, Blocks(Tn * B * GU), m.stream, XW, bd, Tn * B, GU, false);
       m.Launched();
@@ -578,11 +641,15 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
       const T* hp = H + s * BU;
       T* hn = H + (s + 1) * BU;
       const std::uint8_t* mk = MK != nullptr ? MK + s * B : nullptr;
+      if (n_rec > 0) {
+        RNNFAST_LAUNCH(MaskRows<T>, blocks, m.stream, HM, hp, RM, n_rec, BU);
+        m.Launched();
+      }
       if (cell == Cell::kSimpleRNN) {
-        m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+        recurrent(hp, T(1), g, GU, 0, 1);
         RNNFAST_LAUNCH(SimpleFwd<T>, blocks, m.stream, B, U, act, g, hp, hn, mk);
       } else if (cell == Cell::kLSTM) {
-        m.Gemm(false, false, B, GU, U, hp, U, R, GU, T(1), g, GU);
+        recurrent(hp, T(1), g, GU, 0, 4);
         RNNFAST_LAUNCH(LSTMFwd<T>, blocks, m.stream, B, U, act, rec, g, hp, Cs + s * BU, hn,
                        Cs + (s + 1) * BU, mk);
       } else if (after) {
@@ -591,12 +658,14 @@ void DeviceRNN<T>::Forward(bool training, long long B, long long Tn, long long I
           RNNFAST_LAUNCH(AddRows<T>, Blocks(B * GU), m.stream, rg, bd + GU, B, GU, true);
           m.Launched();
         }
-        m.Gemm(false, false, B, GU, U, hp, U, R, GU, bd != nullptr ? T(1) : T(0), rg, GU);
+        recurrent(hp, bd != nullptr ? T(1) : T(0), rg, GU, 0, 3);
         RNNFAST_LAUNCH(GRUFwd<T>, blocks, m.stream, B, U, act, rec, g, rg, hp, hn, mk);
       } else {
         T* rh = RH + (training ? s * BU : 0);
-        m.Gemm(false, false, B, 2 * U, U, hp, U, R, GU, T(0), RZ, 2 * U);
-        RNNFAST_LAUNCH(GRUBeforeFwd1<T>, blocks, m.stream, B, U, rec, g, RZ, hp, rh);
+        recurrent(hp, T(0), RZ, 2 * U, 0, 2);
+        // rh = r * (h_{t-1} * mask_h): the masked state goes in as "h_prev".
+        const T* hph = n_rec == 0 ? hp : HM + (n_rec > 1 ? 2 * BU : 0);
+        RNNFAST_LAUNCH(GRUBeforeFwd1<T>, blocks, m.stream, B, U, rec, g, RZ, hph, rh);
         m.Launched();
         m.Gemm(false, false, B, U, U, rh, U, R + 2 * U, GU, T(0), HG, U);
         RNNFAST_LAUNCH(GRUBeforeFwd2<T>, blocks, m.stream, B, U, act, g, HG, hp, hn, mk);
@@ -673,13 +742,49 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
     throw std::invalid_argument("grads_on_device needs dkernel, drecurrent_kernel (and dbias)");
   const bool add = grads_on_device && accumulate;
   const T beta = add ? T(1) : T(0);
-  T* DX = dx != nullptr ? m.dx.Reserve(TB * I) : nullptr;
+  const int n_in = m.n_in, n_rec = m.n_rec;
+  const long long copies = n_in > 1 ? n_in : 1;  // per-gate input masks: per-gate dx parts
+  T* DX = dx != nullptr ? m.dx.Reserve(copies * TB * I) : nullptr;
+  T* RM = n_rec > 0 ? m.rmask.p : nullptr;
+  T* HM = n_rec > 0 ? m.hm.p : nullptr;
+  T* PART = n_rec > 0 ? m.part.Reserve(G * BU) : nullptr;     // one recurrent product per gate
+  T* CARRY = n_rec > 0 && gru && !after ? m.carry.Reserve(BU) : nullptr;
+  T* HMALL = n_rec > 0 ? m.hmall.Reserve(n_rec * TB * U) : nullptr;  // masked states, all steps
   const std::vector<long long> key = {
-      1, B, Tn, I, U, m.has_bias, add, Impl::Addr(DY), Impl::Addr(dH), Impl::Addr(dC),
-      Impl::Addr(dHt), Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs), Impl::Addr(RG),
-      Impl::Addr(RHs), Impl::Addr(X), Impl::Addr(R), Impl::Addr(W), Impl::Addr(MK),
-      Impl::Addr(DG), Impl::Addr(DG2), Impl::Addr(DGH), Impl::Addr(DRH), Impl::Addr(dW),
-      Impl::Addr(dR), Impl::Addr(dB), Impl::Addr(DX)};
+      1, B, Tn, I, U, m.has_bias, add, n_in, n_rec, Impl::Addr(DY), Impl::Addr(dH),
+      Impl::Addr(dC), Impl::Addr(dHt), Impl::Addr(XW), Impl::Addr(H), Impl::Addr(Cs),
+      Impl::Addr(RG), Impl::Addr(RHs), Impl::Addr(X), Impl::Addr(R), Impl::Addr(W),
+      Impl::Addr(MK), Impl::Addr(DG), Impl::Addr(DG2), Impl::Addr(DGH), Impl::Addr(DRH),
+      Impl::Addr(dW), Impl::Addr(dR), Impl::Addr(dB), Impl::Addr(DX), Impl::Addr(RM),
+      Impl::Addr(HM), Impl::Addr(PART), Impl::Addr(CARRY), Impl::Addr(HMALL)};
+  // dH += sum over gates k0 <= k < k1 of (d[:, (k - k0) U ...] R[:, k U ...]^T) * mask_k.
+  auto recurrent_back = [&](const T* d, long long ldd, int k0, int k1) {
+    if (n_rec == 0) {
+      m.Gemm(false, true, B, U, (k1 - k0) * U, d, ldd, R + k0 * U, GU, T(1), dH, U);
+      return;
+    }
+    if (n_rec == 1) {
+      m.Gemm(false, true, B, U, (k1 - k0) * U, d, ldd, R + k0 * U, GU, T(0), PART, U);
+    } else {
+      for (int k = k0; k < k1; ++k)
+        m.Gemm(false, true, B, U, U, d + (k - k0) * U, ldd, R + k * U, GU, T(0),
+               PART + (k - k0) * BU, U);
+    }
+    const int n = n_rec == 1 ? 1 : k1 - k0;
+    RNNFAST_LAUNCH(AddMasked<T>, blocks, m.stream, dH, PART, RM + (n_rec == 1 ? 0 : k0 * BU), n,
+                   BU);
+    m.Launched();
+  };
+  // dR[:, k U ...] (+)= (H * mask_k)^T d[:, k U ...] over all steps, gates k0 <= k < k1.
+  auto recurrent_weight_grad = [&](const T* d, int k0, int k1) {
+    if (n_rec <= 1) {
+      m.Gemm(true, false, U, (k1 - k0) * U, TB, n_rec == 1 ? HMALL : H, U, d + k0 * U, GU, beta,
+             dR + k0 * U, GU);
+      return;
+    }
+    for (int k = k0; k < k1; ++k)
+      m.Gemm(true, false, U, U, TB, HMALL + k * TB * U, U, d + k * U, GU, beta, dR + k * U, GU);
+  };
   m.Run(key, [&] {
     for (long long s = Tn - 1; s >= 0; --s) {
       const std::uint8_t* mk = MK != nullptr ? MK + s * B : nullptr;
@@ -688,40 +793,61 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
       const T* g = XW + s * B * GU;
       const T* hp = H + s * BU;
       T* dg = DG + s * B * GU;
-      // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMM adds
+      // Each body writes the direct part of dL/dh_{t-1} into dH; the GEMMs add
       // the recurrent part.
       if (cell == Cell::kSimpleRNN) {
         RNNFAST_LAUNCH(SimpleBwd<T>, blocks, m.stream, B, U, act, g, dHt, dg, dH, mk);
         m.Launched();
-        m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+        recurrent_back(dg, GU, 0, 1);
       } else if (cell == Cell::kLSTM) {
         RNNFAST_LAUNCH(LSTMBwd<T>, blocks, m.stream, B, U, act, rec, g, Cs + (s + 1) * BU,
                        Cs + s * BU, dHt, dC, dg, dH, mk);
         m.Launched();
-        m.Gemm(false, true, B, U, GU, dg, GU, R, GU, T(1), dH, U);
+        recurrent_back(dg, GU, 0, 4);
       } else if (after) {
         T* drg = DG2 + s * B * GU;
         RNNFAST_LAUNCH(GRUBwd<T>, blocks, m.stream, B, U, act, rec, g, RG + s * B * GU, hp, dHt,
                        dg, drg, dH, mk);
         m.Launched();
-        m.Gemm(false, true, B, U, GU, drg, GU, R, GU, T(1), dH, U);
+        recurrent_back(drg, GU, 0, 3);
       } else {
         T* dgh = DGH + s * BU;
         RNNFAST_LAUNCH(GRUBeforeBwd1<T>, blocks, m.stream, B, U, act, rec, g, hp, dHt, dg, dgh, dH,
                        mk);
         m.Launched();
         m.Gemm(false, true, B, U, U, dgh, U, R + 2 * U, GU, T(0), DRH, U);
-        RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, hp, DRH, dg, dH, mk);
-        m.Launched();
-        m.Gemm(false, true, B, U, 2 * U, dg, GU, R, GU, T(1), dH, U);
+        if (n_rec == 0) {
+          RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, hp, DRH, dg, dH, mk);
+          m.Launched();
+        } else {
+          // rh = r * (h_{t-1} * mask_h): dr from the masked state, and the
+          // state's share (drh * r) masked on its way into dH.
+          const T* mh = RM + (n_rec > 1 ? 2 * BU : 0);
+          RNNFAST_LAUNCH(MaskRows<T>, blocks, m.stream, HM, hp, mh, 1, BU);
+          Check(cudaMemsetAsync(CARRY, 0, BU * sizeof(T), m.stream), "memset");
+          RNNFAST_LAUNCH(GRUBeforeBwd2<T>, blocks, m.stream, B, U, rec, g, HM, DRH, dg, CARRY, mk);
+          RNNFAST_LAUNCH(AddMasked<T>, blocks, m.stream, dH, CARRY, mh, 1, BU);
+          m.Launched();
+        }
+        recurrent_back(dg, GU, 0, 2);
       }
     }
-    // Weight, bias and input gradients: one GEMM each over all steps.
-    m.Gemm(true, false, I, GU, TB, X, I, DG, GU, beta, dW, GU);
-    if (!gru || after) {
-      m.Gemm(true, false, U, GU, TB, H, U, after ? DG2 : DG, GU, beta, dR, GU);
+    // Weight, bias and input gradients: one GEMM each over all steps (one per
+    // gate where the gates have their own dropout masks).
+    if (copies == 1) {
+      m.Gemm(true, false, I, GU, TB, X, I, DG, GU, beta, dW, GU);
     } else {
-      m.Gemm(true, false, U, 2 * U, TB, H, U, DG, GU, beta, dR, GU);
+      for (int k = 0; k < G; ++k)
+        m.Gemm(true, false, I, U, TB, X + k * TB * I, I, DG + k * U, GU, beta, dW + k * U, GU);
+    }
+    if (n_rec > 0) {
+      RNNFAST_LAUNCH(MaskSteps<T>, Blocks(TB * U), m.stream, HMALL, H, RM, n_rec, Tn, BU);
+      m.Launched();
+    }
+    if (!gru || after) {
+      recurrent_weight_grad(after ? DG2 : DG, 0, G);
+    } else {
+      recurrent_weight_grad(DG, 0, 2);
       m.Gemm(true, false, U, U, TB, RHs, U, DGH, U, beta, dR + 2 * U, GU);
     }
     if (dB != nullptr) {
@@ -729,7 +855,14 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
       if (after) RNNFAST_LAUNCH(ColumnSums<T>, Blocks(GU), m.stream, DG2, TB, GU, GU, dB + GU, add);
       m.Launched();
     }
-    if (DX != nullptr) m.Gemm(false, true, TB, I, GU, DG, GU, W, GU, T(0), DX, I);
+    if (DX != nullptr) {
+      if (copies == 1) {
+        m.Gemm(false, true, TB, I, GU, DG, GU, W, GU, T(0), DX, I);
+      } else {
+        for (int k = 0; k < G; ++k)
+          m.Gemm(false, true, TB, I, U, DG + k * U, GU, W + k * U, GU, T(0), DX + k * TB * I, I);
+      }
+    }
   });
   if (!grads_on_device) {
     m.Download(dkernel, dW, I * GU);
@@ -739,16 +872,24 @@ void DeviceRNN<T>::Backward(const T* dy, const T* dh_last, const T* dc_last, T* 
   if (dh0 != nullptr) m.Download(dh0, dH, BU);
   if (dc0 != nullptr && dC != nullptr) m.Download(dc0, dC, BU);
   if (DX != nullptr) {
-    std::vector<T> xt(static_cast<std::size_t>(TB * I));
+    // dx = sum over the input masks k of (dL/d(x * mask_k)) * mask_k, back in
+    // batch-major, original time order.
+    std::vector<T> xt(static_cast<std::size_t>(copies * TB * I));
     m.Download(xt.data(), DX, xt.size());
     m.Sync();
     const bool drop = !m.in_drop.empty();
     for (long long s = 0; s < Tn; ++s) {
       const long long t = m.o.go_backwards ? Tn - 1 - s : s;
       for (long long b = 0; b < B; ++b) {
-        const T* src = xt.data() + (s * B + b) * I;
         T* dst = dx + (b * Tn + t) * I;
-        for (long long i = 0; i < I; ++i) dst[i] = drop ? src[i] * m.in_drop[b * I + i] : src[i];
+        for (long long k = 0; k < copies; ++k) {
+          const T* src = xt.data() + k * TB * I + (s * B + b) * I;
+          const T* d = drop ? m.in_drop.data() + (k * B + b) * I : nullptr;
+          for (long long i = 0; i < I; ++i) {
+            const T v = d != nullptr ? src[i] * d[i] : src[i];
+            dst[i] = k == 0 ? v : dst[i] + v;
+          }
+        }
       }
     }
   }

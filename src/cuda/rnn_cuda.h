@@ -21,10 +21,14 @@
 // Backward: dy [B, T, U] or null, dh_last, dc_last [B, U] or null; writes
 //   dx [B, T, I] (original order; null: skipped), dh0, dc0 [B, U],
 //   dkernel, drecurrent_kernel, dbias (the shapes above; dbias only with a bias).
-// input_dropout [B, I] (null: none): one multiplicative mask shared by all
-// gates and steps (Keras's `dropout` without `recurrent_dropout`). Per-gate
-// and recurrent dropout masks are not supported on the device (the layers
-// run on the CPU when they are used).
+// Dropout masks (multiplicative, shared by all steps; null: none), as the
+// CPU kernels take them: input_dropout [n_in, B, I] and recurrent_dropout
+// [n_rec, B, U], each count 1 (one mask for all gates) or G (one per gate,
+// Keras's form once recurrent_dropout is on). With recurrent dropout the
+// h_{t-1} inside the recurrent products is h_{t-1} * mask (for GRU with
+// reset_after=False: (r * (h_{t-1} * mask_h)) R_h); the h_{t-1} carried to
+// h_t is unmasked, as in Keras. Per-gate masks make the input projection and
+// each step's recurrent product one GEMM per gate.
 //
 // Weights kept on the device during fit: with weights_on_device, kernel,
 // recurrent_kernel and bias are device pointers (DeviceAlloc) of the shapes
@@ -103,7 +107,8 @@ class DeviceRNN {
   void Forward(bool training, long long B, long long Tn, long long I, long long U, const T* x,
                const T* kernel, const T* recurrent_kernel, const T* bias, const T* h0, const T* c0,
                const std::uint8_t* mask, const T* input_dropout, T* y, T* h_last, T* c_last,
-               bool weights_on_device = false);
+               bool weights_on_device = false, int n_in = 1, const T* recurrent_dropout = nullptr,
+               int n_rec = 0);
   // Consumes the cache of the last training Forward; throws std::logic_error without one.
   void Backward(const T* dy, const T* dh_last, const T* dc_last, T* dx, T* dh0, T* dc0, T* dkernel,
                 T* drecurrent_kernel, T* dbias, bool grads_on_device = false,
