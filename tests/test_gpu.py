@@ -215,6 +215,7 @@ def test_graph_replays_see_fresh_data(where, cell, mode, monkeypatch):
         if where == "gpu":
             pytest.skip("the failing capture is emulated")
         monkeypatch.setenv("RNNFAST_EMULATE_NO_CAPTURE", "1")
+    monkeypatch.delenv("RNNFAST_CUDA_GRAPHS", raising=False)  # gpu_check.sh also runs with 0
     if mode == "graphs_off":
         monkeypatch.setenv("RNNFAST_CUDA_GRAPHS", "0")
     cu = cuda_module(where)
@@ -248,8 +249,9 @@ def test_graph_replays_see_fresh_data(where, cell, mode, monkeypatch):
 
 
 @pytest.mark.parametrize("where", [pytest.param("gpu", marks=pytest.mark.gpu), "emulated"])
-def test_graphs_follow_shape_changes(where):
+def test_graphs_follow_shape_changes(where, monkeypatch):
     """A new batch size is a new graph; returning to an old one replays it."""
+    monkeypatch.delenv("RNNFAST_CUDA_GRAPHS", raising=False)
     cu = cuda_module(where)
     rng = np.random.default_rng(4)
     dev, cpu = cu.RecurrentKernel(4, 3), _core.LSTMKernel(3)
@@ -393,7 +395,7 @@ def emulated_gpu(request, monkeypatch):
     if request.param == "gpu":
         cuda_module("gpu")  # skips without one
         monkeypatch.delenv("RNNFAST_DEVICE", raising=False)
-        return dict(rtol=1e-7, atol=1e-9)
+        return {"rtol": 1e-7, "atol": 1e-9}
     mod = cuda_module("emulated")
     monkeypatch.setattr(_device, "_module", lambda: mod)
     monkeypatch.setattr(_device, "_probe", {"usable": True, "why": "", "cublas": "emulated",
@@ -505,3 +507,85 @@ def test_fit_on_emulated_gpu_shared_layer_and_mid_fit_writes(emulated_gpu):
     for a, c in zip(out["gpu"][0], out["cpu"][0]):
         np.testing.assert_allclose(a, c, **emulated_gpu)
     assert any(stale for step in out["gpu"][1] for _, stale in step)
+
+
+def test_device_weights_outlive_their_python_references():
+    """The backward reads the forward's device weights in place: the kernel
+    object keeps them alive even when the caller dropped them."""
+    import gc
+
+    cu = cuda_module("emulated")
+    rng = np.random.default_rng(9)
+    x, W, R, b = _kernel_case(rng, 4, 3, 5, 2, 4, "float64", (16,))
+    dev, cpu = cu.RecurrentKernel(4, 4), _core.LSTMKernel(4)
+
+    def forward():
+        arrays = [cu.DeviceArray(a.shape, "float64") for a in (W, R, b)]
+        for d, a in zip(arrays, (W, R, b)):
+            d.upload(a)
+        return dev.forward(x, *arrays, training=True)
+
+    yg, _ = forward()
+    gc.collect()
+    junk = [cu.DeviceArray(a.shape, "float64") for a in (W, R, b) for _ in range(2)]
+    for j in junk:  # would reuse the weights' memory, were it freed
+        j.upload(np.full(j.shape, 7.0))
+    yc, _ = cpu.forward(x, W, R, b, training=True)
+    dy = rng.standard_normal(yc.shape)
+    gc_, gg = cpu.backward(W, R, doutputs=dy), dev.backward(doutputs=dy)
+    for a, c in zip(gg, gc_):
+        for ai, ci in zip(a if isinstance(a, tuple) else [a], c if isinstance(c, tuple) else [c]):
+            np.testing.assert_allclose(ai, ci, rtol=1e-12, atol=1e-12)
+
+
+def test_device_updates_group_weights_by_device(emulated_gpu):
+    """Weights on two devices (emulated: one host memory) update in one call
+    each, with their slots on their own device."""
+    if _device.probe()["cublas"] != "emulated":
+        pytest.skip("needs two devices: run on the emulation")
+    from rnnfast.layers.layer import Variable
+
+    cu = _device._module()
+    rng = np.random.default_rng(10)
+    vals = [rng.standard_normal((4, 3)), rng.standard_normal((3,))]
+    cpu_vars = [Variable(v, f"w{i}", dtype="float64") for i, v in enumerate(vals)]
+    dev_vars = [Variable(v, f"w{i}", dtype="float64") for i, v in enumerate(vals)]
+    opt_c, opt_d = rnnfast.optimizers.Adam(0.05), rnnfast.optimizers.Adam(0.05)
+    for i, v in enumerate(dev_vars):
+        v._device = _device.DeviceCopy(v._value, i)  # gpu:0 and gpu:1
+    try:
+        for _ in range(3):
+            grads = [rng.standard_normal(v.shape) for v in vals]
+            opt_c.apply(grads, cpu_vars)
+            for v, g in zip(dev_vars, grads):
+                v.grad = None
+                v.add_grad(g)
+            opt_d.apply([_device.ON_DEVICE] * 2, dev_vars)
+        slots = opt_d.__dict__["_device_slots"]
+        assert sorted(c.index for _, c in slots.values()) == [0, 0, 1, 1]
+        for vc, vd in zip(cpu_vars, dev_vars):
+            np.testing.assert_allclose(vd.value, vc.value, rtol=1e-13, atol=1e-14)
+        assert cu is not None
+    finally:
+        opt_d._device_release()
+        for v in dev_vars:
+            v._device = None
+
+
+def test_custom_train_step_keeps_gradients_on_the_host(emulated_gpu):
+    """A model overriding train_step sees host gradients: no residency."""
+    seen = []
+
+    class Custom(rnnfast.Sequential):
+        def train_step(self, x, y, sample_weight=None):
+            loss, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
+            seen.append(all(isinstance(g, np.ndarray) for _, g in pairs))
+            self.optimizer.apply([g for _, g in pairs], [v for v, _ in pairs])
+            return loss
+
+    with rnnfast.device("gpu"):
+        model = Custom([rnnfast.Input((4, 2)), rnnfast.layers.LSTM(3), rnnfast.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(np.ones((4, 4, 2), "float32"), np.ones((4, 1), "float32"), epochs=1,
+                  batch_size=2, verbose=0)
+    assert seen == [True, True]

@@ -313,9 +313,15 @@ def begin_residency(model):
     without a fused device update)."""
     from . import distribution
 
+    from .trainers.trainer import Trainer
+
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None or distribution.active() is not None:
         return None
+    # A custom step sees the gradients: they must be arrays on the host.
+    for name in ("train_step", "compute_loss_and_gradients"):
+        if getattr(type(model), name, None) is not getattr(Trainer, name):
+            return None
     if not getattr(optimizer, "_device_capable", lambda: False)():
         return None
     try:

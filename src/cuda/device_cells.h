@@ -277,7 +277,7 @@ RNNFAST_HD void GRUBeforeBackwardPoint2(Index b, Index u, Index U, int rec_act, 
 }
 
 // ---- Optimizer updates of one element i (the fused update kernels) -------------
-// The arithmetic of the CPU optimizers, operation for operation (Keras 3's
+// The arithmetic of the CPU optimizers, in the same order (Keras 3's
 // order), so results agree with them to rounding (the device may fuse a
 // multiply and an add). Decoupled weight decay first, when decay != 0:
 // w - (w * decay) * lr, as Optimizer._apply_weight_decay.

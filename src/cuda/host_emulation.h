@@ -95,6 +95,8 @@ inline cudaError_t cudaStreamCreate(cudaStream_t* s) {
   *s = static_cast<cudaStream_t>(std::malloc(8));
   return cudaSuccess;
 }
+constexpr unsigned cudaStreamNonBlocking = 1;
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) { return cudaStreamCreate(s); }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
   std::free(s);
   return cudaSuccess;

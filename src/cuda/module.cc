@@ -6,7 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -305,6 +307,8 @@ class Kernel {
     if (training) {
       cache_ = sizeof(T);
       dims_[sizeof(T) / 8] = {B, Tn, I, bp != nullptr};
+      // The backward reads the device weights in place: keep them alive until then.
+      held_ = on_device ? py::make_tuple(kernel, recurrent_kernel, bias) : py::tuple();
     }
     py::object fs = h;
     if (c) fs = py::make_tuple(h, *c);
@@ -344,6 +348,8 @@ class Kernel {
     py::array_t<T, py::array::c_style> dh0(Shape{B, U});
     if (o_.cell == Cell::kLSTM) dc0 = py::array_t<T, py::array::c_style>(Shape{B, U});
     cache_ = 0;
+    py::tuple held = std::move(held_);  // released when this backward returns
+    held_ = py::tuple();
     {
       py::gil_scoped_release release;
       obj->Backward(dy ? dy->data() : nullptr, dh ? dh->data() : nullptr, dc ? dc->data() : nullptr,
@@ -363,6 +369,7 @@ class Kernel {
   long long units_;
   int device_;
   int cache_ = 0;  // sizeof(T) of the cached training forward, 0: none
+  py::tuple held_;  // the device weights of the cached forward (its backward reads them)
   struct Dims {
     long long B = 0, T = 0, I = 0;
     bool bias = false;
@@ -453,15 +460,26 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
     if (grads.size() != n || ms.size() != n || vs.size() != n || decays.size() != n ||
         (!vhats.is_none() && py::len(vhats) != n))
       throw py::value_error("adam_update: weights, grads, ms, vs, decays (and vhats) must have the same length");
+    // Every argument is checked before anything is launched: no half-done step.
+    std::vector<std::array<DeviceArray*, 5>> args(n);
     for (std::size_t i = 0; i < n; ++i) {
       DeviceArray* w = weights[i].cast<DeviceArray*>();
-      DeviceArray* parts[4] = {grads[i].cast<DeviceArray*>(), ms[i].cast<DeviceArray*>(),
-                               vs[i].cast<DeviceArray*>(),
-                               vhats.is_none() ? nullptr : py::list(vhats)[i].cast<DeviceArray*>()};
-      for (DeviceArray* p : parts)
+      args[i] = {w, grads[i].cast<DeviceArray*>(), ms[i].cast<DeviceArray*>(),
+                 vs[i].cast<DeviceArray*>(),
+                 vhats.is_none() ? nullptr : py::list(vhats)[i].cast<DeviceArray*>()};
+      for (int j = 1; j < 5; ++j) {
+        DeviceArray* p = args[i][j];
         if (p != nullptr && (p->shape() != w->shape() || !p->dtype().is(w->dtype()) || p->device() != w->device()))
           throw py::value_error("adam_update: weights[" + std::to_string(i) + "] is " + w->describe() +
-                                ", its gradient or slot " + p->describe());
+                                " on gpu:" + std::to_string(w->device()) + ", its gradient or slot " +
+                                p->describe() + " on gpu:" + std::to_string(p->device()));
+      }
+    }
+    std::set<int> devices;
+    for (std::size_t i = 0; i < n; ++i) {
+      DeviceArray* w = args[i][0];
+      DeviceArray* parts[4] = {args[i][1], args[i][2], args[i][3], args[i][4]};
+      devices.insert(w->device());
       const double decay = decays[i].cast<double>();
       const long long count = static_cast<long long>(w->size());
       if (w->is_double())
@@ -474,6 +492,7 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
                                          parts[3] ? (float*)parts[3]->data() : nullptr, (float)alpha, (float)c1,
                                          (float)c2, (float)eps, (float)decay, (float)lr);
     }
+    for (int d : devices) rnnfast::cuda::WaitForUpdates(d);
   }, py::arg("weights"), py::arg("grads"), py::arg("ms"), py::arg("vs"), py::arg("vhats"),
      py::arg("alpha"), py::arg("c1"), py::arg("c2"), py::arg("eps"), py::arg("decays"), py::arg("lr"),
      "One Adam step on the device (rnnfast._core.adam_step's arithmetic; decoupled weight decay "
@@ -483,14 +502,24 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
     const std::size_t n = weights.size();
     if (grads.size() != n || decays.size() != n || (!momentums.is_none() && py::len(momentums) != n))
       throw py::value_error("sgd_update: weights, grads, decays (and momentums) must have the same length");
+    std::vector<std::array<DeviceArray*, 3>> args(n);
     for (std::size_t i = 0; i < n; ++i) {
       DeviceArray* w = weights[i].cast<DeviceArray*>();
-      DeviceArray* parts[2] = {grads[i].cast<DeviceArray*>(),
-                               momentums.is_none() ? nullptr : py::list(momentums)[i].cast<DeviceArray*>()};
-      for (DeviceArray* p : parts)
+      args[i] = {w, grads[i].cast<DeviceArray*>(),
+                 momentums.is_none() ? nullptr : py::list(momentums)[i].cast<DeviceArray*>()};
+      for (int j = 1; j < 3; ++j) {
+        DeviceArray* p = args[i][j];
         if (p != nullptr && (p->shape() != w->shape() || !p->dtype().is(w->dtype()) || p->device() != w->device()))
           throw py::value_error("sgd_update: weights[" + std::to_string(i) + "] is " + w->describe() +
-                                ", its gradient or slot " + p->describe());
+                                " on gpu:" + std::to_string(w->device()) + ", its gradient or slot " +
+                                p->describe() + " on gpu:" + std::to_string(p->device()));
+      }
+    }
+    std::set<int> devices;
+    for (std::size_t i = 0; i < n; ++i) {
+      DeviceArray* w = args[i][0];
+      DeviceArray* parts[2] = {args[i][1], args[i][2]};
+      devices.insert(w->device());
       const double decay = decays[i].cast<double>();
       const long long count = static_cast<long long>(w->size());
       if (w->is_double())
@@ -501,6 +530,7 @@ PYBIND11_MODULE(RNNFAST_CUDA_MODULE_NAME, m) {
                                         parts[1] ? (float*)parts[1]->data() : nullptr, (float)lr, (float)momentum,
                                         nesterov, (float)decay);
     }
+    for (int d : devices) rnnfast::cuda::WaitForUpdates(d);
   }, py::arg("weights"), py::arg("grads"), py::arg("momentums"), py::arg("lr"), py::arg("momentum"),
      py::arg("nesterov"), py::arg("decays"),
      "One SGD step on the device (optimizers/sgd.py's arithmetic; momentums None: plain SGD).");

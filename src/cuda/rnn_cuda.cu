@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -270,18 +271,32 @@ __global__ void SGDKernel(long long n, T* w, const T* g, T* mb, T lr, T momentum
   if (i < n) SGDPoint<T>(i, w, g, mb, lr, momentum, nesterov, decay);
 }
 
-// Launches that are not part of a kernel object's work go to the default
-// stream; it orders with the objects' (blocking) streams, so an update
-// finishes before the next forward reads the weights.
-constexpr cudaStream_t kDefaultStream = nullptr;
-
 }  // namespace
+
+// Device-array copies and optimizer updates run on one non-blocking stream per
+// device and are waited for before returning, as the kernel objects wait for
+// their own (non-blocking) streams: the host's order is the device's, and no
+// work goes to the legacy default stream, which CUDA refuses while another
+// thread captures a graph on the device.
+static cudaStream_t SideStream(int device) {
+  static std::mutex mutex;
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (static_cast<int>(streams.size()) <= device) streams.resize(device + 1, nullptr);
+  if (streams[device] == nullptr) {
+    Check(cudaSetDevice(device), "cudaSetDevice");
+    Check(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking), "cudaStreamCreate");
+  }
+  return streams[device];
+}
 
 void* DeviceAlloc(std::size_t bytes, int device) {
   Check(cudaSetDevice(device), "cudaSetDevice");
   void* p = nullptr;
   Check(cudaMalloc(&p, std::max<std::size_t>(bytes, 1)), "cudaMalloc");
-  const cudaError_t e = cudaMemsetAsync(p, 0, std::max<std::size_t>(bytes, 1), kDefaultStream);
+  cudaStream_t side = SideStream(device);
+  cudaError_t e = cudaMemsetAsync(p, 0, std::max<std::size_t>(bytes, 1), side);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(side);
   if (e != cudaSuccess) {
     cudaFree(p);
     Check(e, "cudaMemset");
@@ -297,19 +312,20 @@ void DeviceFree(void* p, int device) noexcept {
 
 void CopyToDevice(void* dst, const void* src, std::size_t bytes, int device) {
   Check(cudaSetDevice(device), "cudaSetDevice");
-  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, kDefaultStream), "upload");
-  Check(cudaStreamSynchronize(kDefaultStream), "cudaStreamSynchronize");
+  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, SideStream(device)), "upload");
+  Check(cudaStreamSynchronize(SideStream(device)), "cudaStreamSynchronize");
 }
 
 void CopyToHost(void* dst, const void* src, std::size_t bytes, int device) {
   Check(cudaSetDevice(device), "cudaSetDevice");
-  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, kDefaultStream), "download");
-  Check(cudaStreamSynchronize(kDefaultStream), "cudaStreamSynchronize");
+  Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, SideStream(device)), "download");
+  Check(cudaStreamSynchronize(SideStream(device)), "cudaStreamSynchronize");
 }
 
 void DeviceZero(void* p, std::size_t bytes, int device) {
   Check(cudaSetDevice(device), "cudaSetDevice");
-  Check(cudaMemsetAsync(p, 0, bytes, kDefaultStream), "cudaMemset");
+  Check(cudaMemsetAsync(p, 0, bytes, SideStream(device)), "cudaMemset");
+  Check(cudaStreamSynchronize(SideStream(device)), "cudaStreamSynchronize");
 }
 
 template <typename T>
@@ -317,7 +333,7 @@ void AdamUpdate(int device, long long n, T* w, const T* g, T* m, T* v, T* vhat, 
                 T c2, T eps, T decay, T lr) {
   if (n <= 0) return;
   Check(cudaSetDevice(device), "cudaSetDevice");
-  RNNFAST_LAUNCH(AdamKernel<T>, Blocks(n), kDefaultStream, n, w, g, m, v, vhat, alpha, c1, c2, eps,
+  RNNFAST_LAUNCH(AdamKernel<T>, Blocks(n), SideStream(device), n, w, g, m, v, vhat, alpha, c1, c2, eps,
                  decay, lr);
   Check(cudaGetLastError(), "Adam update launch");
 }
@@ -327,9 +343,14 @@ void SGDUpdate(int device, long long n, T* w, const T* g, T* momentum_buf, T lr,
                bool nesterov, T decay) {
   if (n <= 0) return;
   Check(cudaSetDevice(device), "cudaSetDevice");
-  RNNFAST_LAUNCH(SGDKernel<T>, Blocks(n), kDefaultStream, n, w, g, momentum_buf, lr, momentum,
+  RNNFAST_LAUNCH(SGDKernel<T>, Blocks(n), SideStream(device), n, w, g, momentum_buf, lr, momentum,
                  nesterov, decay);
   Check(cudaGetLastError(), "SGD update launch");
+}
+
+void WaitForUpdates(int device) {
+  Check(cudaSetDevice(device), "cudaSetDevice");
+  Check(cudaStreamSynchronize(SideStream(device)), "cudaStreamSynchronize");
 }
 
 template void AdamUpdate<float>(int, long long, float*, const float*, float*, float*, float*, float,
@@ -376,8 +397,9 @@ struct DeviceRNN<T>::Impl {
   const T* Wd = nullptr;  // the weights the cached forward used (own copies or the caller's)
   const T* Rd = nullptr;
   std::vector<T> in_drop;  // [n_in, B, I] input dropout masks of the cached forward
-  // Graphs of recent shapes (a training batch, the short last batch, ...).
-  static constexpr std::size_t kGraphs = 4;
+  // Graphs of recent shapes (a training batch, the short last batch, ...),
+  // least recently used first.
+  static constexpr std::size_t kGraphs = 6;
   std::vector<GraphEntry> graphs;
   bool use_graphs = GraphsWanted();
   GraphStats stats;
@@ -433,8 +455,12 @@ struct DeviceRNN<T>::Impl {
       return;
     }
     GraphEntry* g = nullptr;
-    for (GraphEntry& e : graphs)
-      if (e.key == key) g = &e;
+    for (std::size_t i = 0; i < graphs.size(); ++i)
+      if (graphs[i].key == key) {  // most recently used last: eviction takes the front
+        std::rotate(graphs.begin() + i, graphs.begin() + i + 1, graphs.end());
+        g = &graphs.back();
+        break;
+      }
     if (g == nullptr) {
       if (graphs.size() == kGraphs) {  // forget the oldest shape
         DropGraph(graphs.front());
@@ -487,7 +513,8 @@ DeviceRNN<T>::DeviceRNN(const CellOptions& options, int device) : impl_(new Impl
   impl_->o = options;
   impl_->device = device;
   Check(cudaSetDevice(device), "cudaSetDevice");
-  Check(cudaStreamCreate(&impl_->stream), "cudaStreamCreate");
+  // Non-blocking: no implicit ordering with the legacy default stream (see SideStream).
+  Check(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   if (Blas().create(&impl_->blas) != 0) {
     cudaStreamDestroy(impl_->stream);
     throw std::runtime_error("cublasCreate failed");

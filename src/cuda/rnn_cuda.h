@@ -73,7 +73,8 @@ bool LoadCublas(const std::string& path, std::string* why);
 bool CublasLoaded();
 
 // ---- Device memory (rnnfast._cuda.DeviceArray) and fused optimizer updates --------
-// Synchronous with respect to the host. DeviceAlloc returns zeroed memory.
+// Synchronous with respect to the host (one non-blocking stream per device,
+// never the legacy default stream). DeviceAlloc returns zeroed memory.
 void* DeviceAlloc(std::size_t bytes, int device);
 void DeviceFree(void* p, int device) noexcept;
 void CopyToDevice(void* dst, const void* src, std::size_t bytes, int device);
@@ -87,6 +88,9 @@ void DeviceZero(void* p, std::size_t bytes, int device);
 template <typename T>
 void AdamUpdate(int device, long long n, T* w, const T* g, T* m, T* v, T* vhat, T alpha, T c1,
                 T c2, T eps, T decay, T lr);
+// The updates are launched asynchronously; WaitForUpdates(device) waits for
+// them (before anything else reads the weights).
+void WaitForUpdates(int device);
 // One SGD step over n elements (momentum null: plain SGD).
 template <typename T>
 void SGDUpdate(int device, long long n, T* w, const T* g, T* momentum_buf, T lr, T momentum,

@@ -67,6 +67,9 @@ class Variable:
     device's value back first (and has the device copy refreshed before its
     next use, since the reader may write into the array). Gradients given on
     the host (``add_grad``/``commit_grad``) are then added on the device.
+    An array taken from ``value`` and kept across training steps is therefore
+    a snapshot during such a fit: read ``value`` again (writes go through
+    ``assign`` or a fresh ``value``).
     """
 
     def __init__(self, value, name: str, trainable: bool = True, regularizer=None,

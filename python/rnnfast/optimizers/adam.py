@@ -83,16 +83,15 @@ class Adam(Optimizer):
         the scalars rounded exactly as _backend_update_step rounds them."""
         from .. import _device
 
-        by_dtype = {}
+        groups = {}  # one call per dtype and device
         for v in variables:
-            by_dtype.setdefault(v.dtype, []).append(v)
-        for dtype, group in by_dtype.items():
+            groups.setdefault((v.dtype, v._device.index), []).append(v)
+        for (dtype, index), group in groups.items():
             f = dtype.type
             one = f(1)
             step = f(self.iterations + 1)
             alpha = (f(learning_rate) * np.sqrt(one - np.power(f(self.beta_2), step))
                      / (one - np.power(f(self.beta_1), step)))
-            index = group[0]._device.index
             idx = [self._get_variable_index(v) for v in group]
             ws, gs = self._device_weights_and_grads(group)
             hosts = [self._momentums[i] for i in idx] + [self._velocities[i] for i in idx]

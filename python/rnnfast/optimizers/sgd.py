@@ -52,12 +52,11 @@ class SGD(Optimizer):
         """The fused SGD kernel on the GPU (rnnfast._cuda.sgd_update)."""
         from .. import _device
 
-        by_dtype = {}
+        groups = {}  # one call per dtype and device
         for v in variables:
-            by_dtype.setdefault(v.dtype, []).append(v)
-        for dtype, group in by_dtype.items():
+            groups.setdefault((v.dtype, v._device.index), []).append(v)
+        for (dtype, index), group in groups.items():
             f = dtype.type
-            index = group[0]._device.index
             ws, gs = self._device_weights_and_grads(group)
             hosts = []
             if self.momentum != 0:
