@@ -15,6 +15,7 @@ import rnnfast
 from rnnfast import distribution
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "mpi", "train_script.py")
+BUCKETS = os.path.join(os.path.dirname(__file__), "mpi", "bucket_script.py")
 
 
 def mpiexec():
@@ -102,3 +103,72 @@ def test_an_exception_on_one_rank_stops_every_rank(tmp_path):
     assert r.returncode != 0
     assert "rank 1 fails" in r.stderr
     assert not (tmp_path / "weights.npz").exists()
+
+
+@pytest.mark.parametrize("mode,trainable,weights,buckets", [
+    # (bucket sizes: smaller than any gradient, a few gradients, larger than all)
+    ("sequential", 8, 8, [8, 4, 1]),
+    # A layer shared by two graph steps, a nested model, a frozen layer, a regularizer
+    # and an output without a loss (its Dense gets no gradient: zeros).
+    ("shared", 9, 11, [9, 3, 1]),
+    ("generator", 8, 8, [8, 4, 1]),
+    ("pydataset", 8, 8, [8, 4, 1]),
+])
+def test_bucketed_overlapped_allreduce_trains_exactly_as_one_process(tmp_path, mode, trainable,
+                                                                     weights, buckets):
+    exe = mpiexec()
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    r1 = run([sys.executable, BUCKETS, str(one), mode])
+    assert r1.returncode == 0, r1.stderr
+    r2 = run([exe, "-n", "2", sys.executable, BUCKETS, str(two), mode])
+    assert r2.returncode == 0, r2.stderr
+    res1 = json.loads((one / "results.json").read_text())
+    res2 = json.loads((two / "results.json").read_text())
+    assert list(res2) == ["1e-09_True", "0.0005_True", "64.0_True", "4.0_False"]
+    # The buckets of the last step: one per gradient, a few, one; none when blocking.
+    assert [res2[k]["buckets"] for k in res2] == buckets + [0]
+    for key in res2:
+        assert res2[key]["trainable"] == trainable
+        w1, w2 = np.load(one / f"weights_{key}.npz"), np.load(two / f"weights_{key}.npz")
+        assert len(w1.files) == len(w2.files) == weights
+        for k in w1.files:
+            np.testing.assert_allclose(w2[k], w1[k], rtol=1e-10, atol=1e-12, err_msg=f"{key} {k}")
+        np.testing.assert_allclose(res2[key]["loss"], res1[key]["loss"], rtol=1e-10)
+    # Training moved every weight that has a gradient: not the frozen Dense's nor the
+    # loss-less output's (Adam does not move a weight whose gradients are all zero).
+    start, end = np.load(two / "weights_initial.npz"), np.load(two / "weights_64.0_True.npz")
+    moved = sum(not np.array_equal(start[k], end[k]) for k in start.files)
+    assert moved == (7 if mode == "shared" else 8)
+
+
+def test_bucket_size_is_checked():
+    with pytest.raises(ValueError, match="bucket_mb"):
+        distribution.DataParallel(bucket_mb=0)
+
+
+def test_ready_plan_releases_a_shared_layer_after_its_last_backward_step():
+    # Functional.backward's hook: each weight once, at the earliest forward step of
+    # the layers owning it (the backward reaches it last).
+    a, b = rnnfast.Input((4, 3)), rnnfast.Input((4, 3))
+    shared = rnnfast.layers.LSTM(2)
+    ha, hb = shared(a), shared(b)
+    out = rnnfast.layers.Dense(1)(rnnfast.layers.Concatenate()([ha, hb]))
+    aux = rnnfast.layers.Dense(2)(hb)
+    model = rnnfast.Model([a, b], [out, aux])
+    plan = model._ready_plan()
+    at = {id(v): i for i, vs in enumerate(plan) for v in vs}
+    assert sorted(len(vs) for vs in plan) == [0, 0, 2, 2, 3]
+    assert sum(len(vs) for vs in plan) == len(model.weights) == 7
+    steps = [i for i, s in enumerate(model._steps) if s.layer is shared]
+    assert len(steps) == 2
+    assert {at[id(v)] for v in shared.weights} == {min(steps)}
+    # The hook: one call per step, the last step first, each with the plan's weights.
+    calls = []
+    model._train_ctx.on_grads_ready = lambda vs: calls.append(list(vs))
+    model.compile(loss=["mse", None])
+    x = np.ones((2, 4, 3), np.float32)
+    model.train_on_batch([x, x], [np.ones((2, 1)), np.ones((2, 2))])
+    del model._train_ctx.on_grads_ready
+    assert [[id(v) for v in c] for c in calls] == [[id(v) for v in vs] for vs in plan[::-1]]

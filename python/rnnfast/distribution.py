@@ -9,10 +9,13 @@
 Every rank runs the same program. Under a data-parallel distribution
 ``fit`` (and ``evaluate``, ``predict``: their logs averaged, their outputs
 gathered on every rank) gives each rank a contiguous shard of every global batch
-(``batch_size`` stays the global batch, as in Keras), broadcasts rank 0's
-weights at the start, and sums the shards' gradients with one in-place
-allreduce of a fused buffer, each weighted by its share of the batch, so
-that the step equals the single-process step on the whole batch. Logs are
+(``batch_size`` stays the global batch, as in Keras; a generator or PyDataset
+is read whole on every rank, which keeps its shard of each batch), broadcasts
+rank 0's weights at the start, and sums the shards' gradients, each weighted
+by its share of the batch, so that the step equals the single-process step on
+the whole batch. The gradients go in buckets of ``bucket_mb`` (in-place
+NumPy buffers), each allreduced (Iallreduce) as soon as the backward has
+completed it, while the backward goes on below. Logs are
 averaged over the ranks (by samples), the progress bar and file-writing
 callbacks (ModelCheckpoint, CSVLogger) run on rank 0 only, ranks stop
 together, and an exception on one rank aborts them all (MPI_Abort) instead of
@@ -97,8 +100,17 @@ class DataParallel:
     """Replicates the model on every rank and splits each global batch
     between them (Keras's ``keras.distribution.DataParallel``)."""
 
-    def __init__(self, device_mesh=None, devices=None):
+    def __init__(self, device_mesh=None, devices=None, bucket_mb=2.0, overlap=True):
+        """`bucket_mb`: the size of the fused gradient buffers allreduced
+        together (Horovod's fusion buffer, PyTorch DDP's bucket_cap_mb).
+        `overlap`: start each bucket's allreduce (non-blocking) as soon as the
+        backward has completed its gradients; False: one blocking allreduce
+        of all gradients after the backward."""
         self.device_mesh = device_mesh or DeviceMesh(devices=devices)
+        if not bucket_mb > 0:
+            raise ValueError(f"bucket_mb must be positive, got {bucket_mb}")
+        self.bucket_mb = float(bucket_mb)
+        self.overlap = bool(overlap)
 
     # ---- what the trainer calls ----------------------------------------------------
 
@@ -141,8 +153,11 @@ class DataParallel:
         from mpi4py import MPI
 
         dtype = np.result_type(*[g.dtype for g in grads]) if grads else np.float64
-        flat = np.concatenate([np.ravel(g).astype(dtype, copy=False) * dtype.type(weight)
-                               for g in grads]) if grads else np.zeros(0, dtype)
+        flat = np.empty(sum(np.size(g) for g in grads), dtype)
+        offset = 0
+        for g in grads:  # scaled straight into the buffer: one pass, as the buckets do
+            np.multiply(np.ravel(g), dtype.type(weight), out=flat[offset:offset + np.size(g)])
+            offset += np.size(g)
         c.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
         out, offset = [], 0
         for g in grads:
@@ -150,6 +165,11 @@ class DataParallel:
             out.append(flat[offset:offset + n].reshape(np.shape(g)).astype(g.dtype, copy=False))
             offset += n
         return out
+
+    def gradient_buckets(self, variables, weight):
+        """A _GradientBuckets that allreduces weight * gradient of each of
+        `variables` (the trainable weights) as the backward completes them."""
+        return _GradientBuckets(_comm(), variables, weight, int(self.bucket_mb * 2 ** 20))
 
     def average_logs(self, logs, samples):
         """Logs averaged over the ranks, each weighted by the samples it saw."""
@@ -180,6 +200,139 @@ class DataParallel:
                              f"ranks\n")
             sys.stderr.flush()
             c.Abort(1)
+
+
+# How often the progress thread lets MPI advance the started allreduces.
+_POLL_SECONDS = 2e-4
+
+
+class _GradientBuckets:
+    """Gradients fused into buckets of about `nbytes`, each allreduced in place
+    with a non-blocking Iallreduce as soon as it fills, while the backward
+    goes on with the layers below (as Horovod and PyTorch DDP do).
+
+    ``ready(variables)`` is the backward's hook (Functional.backward calls it
+    after each step with the weights that step completed). Every rank runs the
+    same graph, so the weights come in the same order everywhere and the
+    ranks form the same buckets and issue the same collectives. ``finish()``
+    waits for them all and returns the summed gradients in `variables` order.
+    A weight without a gradient (it does not reach the loss) counts as zeros,
+    and a regularizer's gradient is added, as ``compute_loss_and_gradients``
+    does, so the sum is the single-process gradient.
+
+    MPI moves a non-blocking collective along only inside MPI calls (MPICH's
+    own progress thread, MPIR_CVAR_ASYNC_PROGRESS, spins a core). So while
+    buckets are in flight a thread calls Testall every _POLL_SECONDS; the
+    kernels release the GIL, so it runs during a layer's backward. Without
+    MPI_THREAD_SERIALIZED or better, the backward tests between layers only."""
+
+    def __init__(self, comm, variables, weight, nbytes):
+        self.comm, self.variables, self.weight, self.nbytes = comm, list(variables), weight, nbytes
+        self.wanted = {id(v) for v in self.variables}
+        self.done = {}      # id(variable) -> (bucket index, offset)
+        self.pending = []   # (variable, gradient) of the bucket being filled
+        self.pending_bytes = 0
+        self.buffers, self.requests = [], []
+        self.lock = self.stop = self.poller = None
+        # Where the communication costs the step time: packing and starting the
+        # buckets (in the backward's thread) and finish()'s wait (the allreduce
+        # not hidden).
+        self.pack_seconds = self.wait_seconds = 0.0
+        self.bytes_done_in_backward = 0  # of the buckets' bytes, reduced before finish()
+
+    def ready(self, variables):
+        for v in variables:
+            if id(v) not in self.wanted or id(v) in self.done:
+                continue
+            self.done[id(v)] = None
+            g = v.grad
+            if v.regularizer is not None:
+                g = (0 if g is None else g) + v.regularizer.gradient(v.value)
+            self.pending.append((v, g))
+            self.pending_bytes += v.value.nbytes
+            if self.pending_bytes >= self.nbytes:
+                self._flush()
+        if self.requests and self.poller is None:
+            from mpi4py import MPI
+
+            MPI.Request.Testall(self.requests)
+
+    def _flush(self, poll=True):
+        if not self.pending:
+            return
+        import time
+
+        from mpi4py import MPI
+
+        t = time.perf_counter()
+        dtype = np.result_type(*[v.value.dtype for v, _ in self.pending])
+        buf = np.empty(sum(v.value.size for v, _ in self.pending), dtype)
+        scale = dtype.type(self.weight)
+        offset, b = 0, len(self.buffers)
+        for v, g in self.pending:
+            n = v.value.size
+            part = buf[offset:offset + n]
+            if g is None:
+                part[...] = 0
+            else:
+                np.multiply(np.ravel(g), scale, out=part)
+            self.done[id(v)] = (b, offset)
+            offset += n
+        self.buffers.append(buf)
+        self.pending, self.pending_bytes = [], 0
+        if self.lock is None and poll:
+            self._start_poller(MPI)
+        if self.lock is None:
+            self.requests.append(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
+        else:
+            with self.lock:
+                self.requests.append(self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM))
+        self.pack_seconds += time.perf_counter() - t
+
+    def _start_poller(self, MPI):
+        if MPI.Query_thread() < MPI.THREAD_SERIALIZED:
+            return
+        import threading
+
+        self.lock, self.stop = threading.Lock(), threading.Event()
+
+        def poll():
+            while not self.stop.wait(_POLL_SECONDS):
+                with self.lock:  # MPI forbids two threads testing one request at once
+                    MPI.Request.Testall(self.requests)
+
+        self.poller = threading.Thread(target=poll, name="rnnfast-allreduce", daemon=True)
+        self.poller.start()
+
+    def close(self):
+        """Stops the progress thread (finish does; so does a failed step)."""
+        if self.poller is not None:
+            self.stop.set()
+            self.poller.join()
+            self.poller = None
+
+    def finish(self):
+        import time
+
+        from mpi4py import MPI
+
+        # Weights the backward never reported (none, with a Functional model)
+        # join the last bucket, in the same order on every rank.
+        self.ready([v for v in self.variables if id(v) not in self.done])
+        self.close()
+        for buf, request in zip(self.buffers, self.requests):
+            if request.Test():
+                self.bytes_done_in_backward += buf.nbytes
+        self._flush(poll=False)  # the last bucket: Waitall is next, no thread needed
+        t = time.perf_counter()
+        MPI.Request.Waitall(self.requests)
+        self.wait_seconds = time.perf_counter() - t
+        out = []
+        for v in self.variables:
+            b, offset = self.done[id(v)]
+            g = self.buffers[b][offset:offset + v.value.size].reshape(v.value.shape)
+            out.append(g.astype(v.value.dtype, copy=False))
+        return out
 
 
 class _SharedPermutation:

@@ -391,6 +391,26 @@ class Functional(Model):
         plan = self._plans[key] = (wanted, need_in)
         return plan
 
+    def _ready_plan(self):
+        """Per step index i: the weights whose gradients are complete once the
+        backward has passed step i, i.e. i is the earliest step (in forward
+        order) of a layer that owns them, so a shared layer's weights wait for
+        its last-run step. Weights no step owns come with step 0, the last."""
+        plan = self._plans.get("ready")
+        if plan is not None:
+            return plan
+        first = {}
+        for i, step in enumerate(self._steps):
+            for v in step.layer.weights:
+                first.setdefault(id(v), i)
+        plan = [[] for _ in range(max(1, len(self._steps)))]
+        for v, _ in self._weight_owners():
+            i = first.get(id(v), 0)
+            if all(w is not v for w in plan[i]):
+                plan[i].append(v)
+        self._plans["ready"] = plan
+        return plan
+
     def backward(self, ctx, grads, need_input_grad=True):
         grads_in = [None] * self._num_slots
         if self._single_output and not isinstance(grads, (list, dict)):
@@ -405,7 +425,14 @@ class Functional(Model):
                 grads_in[slot] = g if grads_in[slot] is None else grads_in[slot] + g
         wanted, needs_in = self._grad_plan(need_input_grad)
         contexts = ctx.nodes
+        # A data-parallel step's hook: called after every step with the weights
+        # whose gradients that step completed (maybe none), so that their
+        # allreduce overlaps the backward of the steps below.
+        ready = ctx.__dict__.get("on_grads_ready")
+        release = self._ready_plan() if ready is not None else None
         for i in range(len(self._steps) - 1, -1, -1):
+            if release is not None and i + 1 < len(self._steps):
+                ready(release[i + 1])
             step = self._steps[i]
             if step.multi:
                 g = [grads_in[s] for s in step.outs]
@@ -434,6 +461,8 @@ class Functional(Model):
                     for k, kg in kw_grads.items():
                         if k in step.kwargs:
                             _scatter(step.kwargs[k], kg, grads_in, wanted, kw=True)
+        if release is not None:
+            ready(release[0])
         if not need_input_grad:
             return None
         return _tree.pack_sequence_as(self._inputs_struct,

@@ -150,10 +150,25 @@ class Trainer:
                              f"{distribution_module.size()} ranks: use a batch_size of at least "
                              f"the number of ranks")
         part = dist.shard(n)
+        weight = (part.stop - part.start) / n
         x, y, sample_weight = _shard_batch(dist, (x, y, sample_weight))
-        loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
-        grads = dist.allreduce_gradients([g for _, g in pairs], (part.stop - part.start) / n)
-        self.optimizer.apply(grads, [v for v, _ in pairs])
+        if not dist.overlap:
+            loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
+            grads = dist.allreduce_gradients([g for _, g in pairs], weight)
+            self.optimizer.apply(grads, [v for v, _ in pairs])
+        else:
+            # The backward hands each layer's finished gradients to the buckets,
+            # whose allreduces run while it goes on with the layers below.
+            buckets = dist.gradient_buckets(self.trainable_weights, weight)
+            self._train_ctx.on_grads_ready = buckets.ready
+            try:
+                loss_value, batch, pairs = self.compute_loss_and_gradients(x, y, sample_weight)
+            except BaseException:
+                buckets.close()
+                raise
+            finally:
+                del self._train_ctx.on_grads_ready
+            self.optimizer.apply(buckets.finish(), buckets.variables)
         self._update_metrics(loss_value, batch)
         self._dp_samples = getattr(self, "_dp_samples", 0) + (part.stop - part.start)
         return loss_value
