@@ -118,7 +118,7 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
         sc[r] = q.Scratch(own) + (b + r) * ls;
         cp[r] = m.C(s) + (b + r) * U;
         cn[r] = m.C(s + 1) + (b + r) * U;
-        row[r] = q.RowOf(a, s, b + r, own);
+        q.FillRow(a, s, b + r, own, row[r]);
       }
       ActivateWholeRows<NR, T>(U, g, sc, m.lanes.data());
       detail::ForEachPacket<T>(U, [&](Index j, Index n) {

@@ -128,9 +128,18 @@ EIGEN_ALWAYS_INLINE void MicroKernel(Index K, const T* A, Index lda, const T* B,
     for (int i = 0; i < NP; ++i) StoreN(C + r * ldc + i * PS, c[r][i], i == NP - 1 ? last : PS);
 }
 
+// The last rows <= R of a column block, as one block of exactly that many.
+template <typename T, int R, int NP, bool TA>
+EIGEN_ALWAYS_INLINE void TailRows(Index rows, Index K, const T* A, Index lda, const T* B,
+                                  Index ldb, T* C, Index ldc, bool accumulate, Index last) {
+  if (rows == R) return MicroKernel<T, R, NP, TA>(K, A, lda, B, ldb, C, ldc, accumulate, last);
+  if constexpr (R > 1)
+    TailRows<T, R - 1, NP, TA>(rows, K, A, lda, B, ldb, C, ldc, accumulate, last);
+}
+
 // Rows of a column block: blocks of R rows (more rows when the block is
 // narrower, so that a step of k keeps enough multiply-adds per load), the
-// remainder in halving blocks.
+// remainder in one block (R <= 8) or in halving blocks.
 template <typename T, int R, int NP, bool TA>
 void RowBlocks(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T* C, Index ldc,
                bool accumulate, Index last, Prefetch* pf = nullptr) {
@@ -147,9 +156,17 @@ void RowBlocks(Index M, Index K, const T* A, Index lda, const T* B, Index ldb, T
     }
   }
   if constexpr (R > 1) {
-    if (m < M)
+    if (m == M) return;
+    if constexpr (R <= 8) {
+      // One block of exactly the remaining rows: with few rows each
+      // accumulator chain waits on the FMA latency, so two 1-row blocks take
+      // as long as one 2-row block (W1: M = 32 = 5 x 6 + 2, M = 20 = 3 x 6 + 2).
+      TailRows<T, R - 1, NP, TA>(M - m, K, A + m * step, lda, B, ldb, C + m * ldc, ldc,
+                                 accumulate, last);
+    } else {
       RowBlocks<T, R / 2, NP, TA>(M - m, K, A + m * step, lda, B, ldb, C + m * ldc, ldc,
                                   accumulate, last, pf);
+    }
   }
 }
 

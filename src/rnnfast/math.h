@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 
 #include "rnnfast/common.h"
 
@@ -189,6 +190,35 @@ EIGEN_ALWAYS_INLINE void StoreN(T* p, const Packet<T>& v, Index n) {
     pk::pstoreu(p, v);
     return;
   }
+#if defined(EIGEN_VECTORIZE_AVX) && !defined(EIGEN_VECTORIZE_AVX512)
+  // AVX2 without AVX-512: VMASKMOVPS stores are microcoded on AMD Zen 1-3
+  // (one per ~10 cycles); a partial packet is stored as halves instead
+  // (W1's rows of 20 floats end in one: 4 + 2 + 1 lanes at most).
+  if constexpr (std::is_same<T, float>::value) {
+    __m128 q = _mm256_castps256_ps128(v);
+    if (n & 4) {
+      _mm_storeu_ps(p, q);
+      q = _mm256_extractf128_ps(v, 1);
+      p += 4;
+    }
+    if (n & 2) {
+      _mm_storel_pi(reinterpret_cast<__m64*>(p), q);
+      q = _mm_movehl_ps(q, q);
+      p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, q);
+    return;
+  } else if constexpr (std::is_same<T, double>::value) {
+    __m128d q = _mm256_castpd256_pd128(v);
+    if (n & 2) {
+      _mm_storeu_pd(p, q);
+      q = _mm256_extractf128_pd(v, 1);
+      p += 2;
+    }
+    if (n & 1) _mm_store_sd(p, q);
+    return;
+  }
+#endif
   if constexpr (MaskedIO<T>::kHas) {
     using Mask = typename MaskedIO<T>::Mask;
     pk::pstoreu(p, v, static_cast<Mask>((1u << n) - 1u));
