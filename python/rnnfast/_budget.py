@@ -1,39 +1,69 @@
 """A bound on what building a model may allocate: a loader sets it to what
 the file's weights could hold, so that a forged config cannot make it claim
-unbounded memory (add_weight checks it)."""
+unbounded memory (add_weight checks it, and a stateful RNN's build checks
+its states).
+
+The bound belongs to the thread (a context variable) that runs the loader:
+models built meanwhile in other threads are not limited by it."""
 
 from __future__ import annotations
+
+import contextvars
+
+# A stateful layer's states are zeros that the file does not hold: they may
+# take this much beyond the weights' budget (a batch of 1024 rows of 2048
+# units), so that genuine stateful models load, but no more.
+STATE_ALLOWANCE = 16 * 1024 * 1024
 
 
 class BudgetExceeded(ValueError):
     """Raised by add_weight when a loader's allocation budget would be exceeded."""
 
 
-_remaining = None  # bytes add_weight may still allocate (None: no limit)
+class _Budget:
+    __slots__ = ("remaining", "states")
+
+    def __init__(self, nbytes, states):
+        self.remaining = nbytes  # bytes add_weight may still allocate
+        self.states = states  # bytes states may take before drawing on `remaining`
+
+
+_current = contextvars.ContextVar("rnnfast_allocation_budget", default=None)
 
 
 def claim(nbytes: int, what: str) -> None:
-    global _remaining
-    if _remaining is None:
+    budget = _current.get()
+    if budget is None:
         return
-    if nbytes > _remaining:
+    if nbytes > budget.remaining:
         raise BudgetExceeded(f"{what} needs {nbytes} bytes")
-    _remaining -= nbytes
+    budget.remaining -= nbytes
+
+
+def claim_states(nbytes: int, what: str) -> None:
+    """A stateful layer's states: from STATE_ALLOWANCE first, then the budget."""
+    budget = _current.get()
+    if budget is None:
+        return
+    if nbytes > budget.states + budget.remaining:
+        raise BudgetExceeded(f"{what} needs {nbytes} bytes")
+    from_states = min(nbytes, budget.states)
+    budget.states -= from_states
+    budget.remaining -= nbytes - from_states
 
 
 class allocation_budget:
-    """While active, add_weight refuses to allocate more than `nbytes` in all."""
+    """While active (in this thread), add_weight refuses to allocate more
+    than `nbytes` in all, and states more than STATE_ALLOWANCE beyond it."""
 
-    def __init__(self, nbytes: int):
+    def __init__(self, nbytes: int, states: int = STATE_ALLOWANCE):
         self.nbytes = int(nbytes)
+        self.states = int(states)
 
     def __enter__(self):
-        global _remaining
-        self._saved = _remaining
-        _remaining = self.nbytes
+        self._token = _current.set(_Budget(self.nbytes, self.states))
         return self
 
     def __exit__(self, *exc):
-        global _remaining
-        _remaining = self._saved
+        _current.reset(self._token)
         return False

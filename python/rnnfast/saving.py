@@ -17,7 +17,9 @@ bounded by the file's own size):
 
 Nothing in a file is executed on load: JSON and raw .npy arrays only. Writes
 go to a temporary file beside the target, which is then renamed over it, so
-an interrupted save never leaves a half-written file where a good one was.
+an interrupted save never leaves a half-written file where a good one was
+(``_io.atomic_write``: the file gets 0666 less the umask, or keeps the mode of
+the one it replaces, and temporaries of killed saves go at the next save).
 Loading restores rnnfast's random state as it was at save time, so that
 training resumes exactly where it stopped.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import os
 import zipfile
 
@@ -54,7 +57,7 @@ def _file_kind(path):
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
+        except _io.ZIP_ERRORS:
             return "rnnfast"  # _open reports the damage
         if "model.weights.h5" in names and "model.weights.npz" not in names:
             return "keras"
@@ -142,34 +145,29 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True) -> None:
 
 # ---- reading -----------------------------------------------------------------------------
 
-def _read_json(zf, name, path):
-    info = zf.getinfo(name)
-    if info.file_size > MAX_JSON_BYTES:
-        raise FormatError(f"{path}: {name} claims {info.file_size} bytes (limit {MAX_JSON_BYTES}); "
-                          f"the file is corrupted or not an rnnfast model")
-    with zf.open(info) as f:
-        raw = f.read(MAX_JSON_BYTES + 1)
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path}: {name} is not valid JSON ({e})") from None
+def _read_json(zf, name, path, archive_size):
+    raw = _io.read_member(zf, name, _io.json_member_limit(archive_size, MAX_JSON_BYTES), path)
+    return _io.parse_json(raw, f"{path}: {name}")
 
 
-def read_npz(data: bytes, what: str, expected: int | None = None):
+def read_npz(data: bytes, what: str, expected: int | None = None, kinds: str = "f"):
     """Arrays of an uncompressed .npz held in memory, checked before any
     allocation: every member's .npy header must describe exactly the bytes
-    that follow it, and no object arrays (no pickle)."""
+    that follow it, of a dtype kind in `kinds` (floats: no ints, bools,
+    complex numbers, strings or Python objects, so no pickle)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as e:
+    except _io.ZIP_ERRORS as e:
         raise FormatError(f"{what} is not a readable .npz ({e})") from None
     if len(infos) > MAX_ARRAYS or (expected is not None and len(infos) != expected):
         raise FormatError(f"{what} holds {len(infos)} arrays, expected {expected}")
     out = []
     for info in sorted(infos, key=lambda i: i.filename):
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data):
-            raise FormatError(f"{what}: member {info.filename} is compressed or larger than the file")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > len(data) or \
+                not info.filename.endswith(".npy"):
+            raise FormatError(f"{what}: member {info.filename} is compressed, larger than the "
+                              f"file or not a .npy array")
         try:
             with zf.open(info) as f:
                 version = np.lib.format.read_magic(f)
@@ -182,14 +180,17 @@ def read_npz(data: bytes, what: str, expected: int | None = None):
                 header_len = f.tell()
                 if dtype.hasobject:
                     raise FormatError(f"{what}: {info.filename} holds Python objects; refused")
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype:
+                    raise FormatError(f"{what}: {info.filename} holds {dtype} values, not "
+                                      f"{'floats' if kinds == 'f' else 'numbers'}; refused")
+                nbytes = math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
                 if header_len + nbytes != info.file_size:
                     raise FormatError(f"{what}: {info.filename} declares {shape} {dtype} but holds "
                                       f"{info.file_size - header_len} bytes")
                 raw = f.read(nbytes)
         except FormatError:
             raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        except _io.ZIP_ERRORS + (TypeError, SyntaxError) as e:
             raise FormatError(f"{what}: {info.filename} is corrupted ({e})") from None
         if len(raw) != nbytes:
             raise FormatError(f"{what}: {info.filename} is truncated")
@@ -204,12 +205,13 @@ def _open(path):
         raise FileNotFoundError(f"No model file at {path!r}")
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise FormatError(f"{path} is not an rnnfast model file (not a zip archive, or truncated)") \
-            from None
+    except _io.ZIP_ERRORS as e:
+        raise FormatError(f"{path} is not an rnnfast model file (not a zip archive, truncated "
+                          f"or corrupted: {e})") from None
     names = set(zf.namelist())
     missing = [n for n in _REQUIRED if n not in names]
     if missing:
+        zf.close()
         if "model.weights.h5" in names:
             raise FormatError(f"{path} is a Keras .keras file; read it with "
                               f"rnnfast.interop.from_keras")
@@ -217,26 +219,23 @@ def _open(path):
     return zf
 
 
-def _member_bytes(zf, name, path):
-    info = zf.getinfo(name)
-    if info.compress_type != zipfile.ZIP_STORED:
+def _member_bytes(zf, name, path, archive_size):
+    """A stored member, no larger than the archive."""
+    if zf.getinfo(name).compress_type != zipfile.ZIP_STORED:
         raise FormatError(f"{path}: {name} must be stored uncompressed")
-    try:
-        with zf.open(info) as f:
-            data = f.read(info.file_size + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise FormatError(f"{path}: {name} is corrupted ({e})") from None
-    if len(data) != info.file_size:
-        raise FormatError(f"{path}: {name} is truncated")
-    return data
+    return _io.read_member(zf, name, archive_size, path)
+
+
+# Raised by building, compiling or filling a model from a damaged config:
+# reported as FormatError naming the file.
+_CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                  RecursionError)
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Reads a model file, told apart by content: rnnfast's own (``model.save``
     to any name but ``.keras``), a Keras 3 ``.keras`` file or a legacy Keras
     ``.h5`` file (read through ``rnnfast.interop``; needs h5py)."""
-    from .layers import registry
-
     path = os.fspath(filepath)
     kind = _file_kind(path)
     if kind in ("keras", "h5"):
@@ -244,26 +243,37 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
         return _keras_format.from_keras(path, compile=compile, custom_objects=custom_objects)
     try:
-        with _open(path) as zf:
-            metadata = _read_json(zf, "metadata.json", path)
-            if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-                raise FormatError(f"{path}: metadata.json does not describe an rnnfast model")
-            version = metadata.get("format_version")
-            if version != FORMAT_VERSION:
-                raise FormatError(f"{path} was written in format version {version!r}; this "
-                                  f"rnnfast ({__import__('rnnfast').__version__}) reads version "
-                                  f"{FORMAT_VERSION}")
-            config = _read_json(zf, "config.json", path)
-            weight_data = _member_bytes(zf, "model.weights.npz", path)
-            opt_data = _member_bytes(zf, "optimizer.npz", path) \
-                if "optimizer.npz" in zf.namelist() else None
-    except zipfile.BadZipFile as e:
-        raise FormatError(f"{path} is corrupted ({e})") from None
+        return _load_rnnfast(path, custom_objects, compile)
+    except _budget.BudgetExceeded as e:
+        raise FormatError(f"{path}: the model needs more memory than the file holds ({e}); the "
+                          f"file is corrupted or forged") from None
+    except RecursionError:
+        raise FormatError(f"{path}: config.json nests too deeply to build") from None
+
+
+def _load_rnnfast(path, custom_objects, compile):
+    from .layers import registry
+
+    size = os.path.getsize(path)
+    with _open(path) as zf:
+        metadata = _read_json(zf, "metadata.json", path, size)
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+            raise FormatError(f"{path}: metadata.json does not describe an rnnfast model")
+        version = metadata.get("format_version")
+        if version != FORMAT_VERSION:
+            raise FormatError(f"{path} was written in format version {version!r}; this "
+                              f"rnnfast ({__import__('rnnfast').__version__}) reads version "
+                              f"{FORMAT_VERSION}")
+        config = _read_json(zf, "config.json", path, size)
+        weight_data = _member_bytes(zf, "model.weights.npz", path, size)
+        opt_data = _member_bytes(zf, "optimizer.npz", path, size) \
+            if "optimizer.npz" in zf.namelist() else None
     names = metadata.get("weights")
     if not isinstance(names, list):
         raise FormatError(f"{path}: metadata.json lists no weights")
     weights = read_npz(weight_data, f"{path}: model.weights.npz", expected=len(names))
-    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES:
+    if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES or \
+            not isinstance(config.get("config"), dict):
         raise FormatError(f"{path}: config.json holds no Sequential or functional model")
     # Building may not allocate more than the file's weights: a forged config
     # cannot make the loader allocate unbounded memory.
@@ -275,7 +285,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     except _budget.BudgetExceeded as e:
         raise FormatError(f"{path}: the architecture needs more weights than the file holds ({e})") \
             from None
-    except (KeyError, TypeError) as e:
+    except _CONFIG_ERRORS as e:
         raise FormatError(f"{path}: config.json is not a valid model config ({e!r})") from None
     variables = model.weights
     if len(variables) != len(weights):
@@ -287,32 +297,62 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     model.set_weights([a for _, a in weights])
     compile_config = config.get("compile_config")
     if compile and compile_config:
-        model.compile_from_config(compile_config, custom_objects=custom_objects)
+        if not isinstance(compile_config, dict):
+            raise FormatError(f"{path}: config.json's compile_config is not a JSON object")
+        try:
+            model.compile_from_config(compile_config, custom_objects=custom_objects)
+        except _CONFIG_ERRORS as e:
+            raise FormatError(f"{path}: cannot compile the model as config.json says ({e}); pass "
+                              f"its custom objects in custom_objects, or load with "
+                              f"compile=False") from None
         if opt_data is not None:
-            state = [a for _, a in read_npz(opt_data, f"{path}: optimizer.npz",
-                                            expected=metadata.get("optimizer_state"))]
-            model.optimizer.build(model.trainable_weights)
-            try:
-                model.optimizer.set_state(state)
-            except ValueError as e:
-                raise FormatError(f"{path}: the optimizer state does not fit the model ({e})") from None
-    _restore_rng(metadata.get("rng"), model)
+            _restore_optimizer(model, opt_data, metadata.get("optimizer_state"), path)
+    _restore_rng(metadata.get("rng"), model, path)
     return model
 
 
-def _restore_rng(state, model):
+def _restore_optimizer(model, data, expected, path):
+    what = f"{path}: optimizer.npz"
+    state = [a for _, a in read_npz(data, what, expected=expected, kinds="fiu")]
+    try:
+        model.optimizer.build(model.trainable_weights)
+        targets = model.optimizer.variables
+        if len(state) != len(targets):
+            raise ValueError(f"{len(state)} arrays for {len(targets)} variables")
+        for i, (a, t) in enumerate(zip(state, targets)):
+            if (a.dtype.kind == "f") != (np.asarray(t).dtype.kind == "f"):
+                raise ValueError(f"array {i} holds {a.dtype} values for a "
+                                 f"{np.asarray(t).dtype} variable")
+        model.optimizer.set_state(state)
+    except _CONFIG_ERRORS as e:
+        raise FormatError(f"{what}: the optimizer state does not fit the model ({e})") from None
+
+
+def _restore_rng(state, model, path):
+    """Every saved random state is checked on a fresh generator before any is
+    applied: a forged one changes nothing."""
     if not isinstance(state, dict):
         return
-    try:
-        if state.get("global"):
-            _rng.global_rng().bit_generator.state = state["global"]
-        layers = {l.name: l for l in _all_layers(model)}
-        for name, s in (state.get("layers") or {}).items():
-            rng = getattr(layers.get(name), "_rng", None)
-            if isinstance(rng, np.random.Generator):
-                rng.bit_generator.state = s
-    except (TypeError, ValueError, KeyError) as e:
-        raise FormatError(f"the saved random state is invalid ({e})") from None
+    targets = []
+    if state.get("global"):
+        targets.append(("global", _rng.global_rng(), state["global"]))
+    layers = {l.name: l for l in _all_layers(model)}
+    saved_layers = state.get("layers") or {}
+    if not isinstance(saved_layers, dict):
+        raise FormatError(f"{path}: metadata.json's random state of the layers is not a JSON "
+                          f"object")
+    for name, s in saved_layers.items():
+        rng = getattr(layers.get(name), "_rng", None)
+        if isinstance(rng, np.random.Generator):
+            targets.append((f"layer {name!r}", rng, s))
+    for what, rng, s in targets:
+        try:
+            type(rng.bit_generator)().state = s
+        except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as e:
+            raise FormatError(f"{path}: metadata.json's random state ({what}) is invalid "
+                              f"({type(e).__name__}: {e})") from None
+    for _, rng, s in targets:
+        rng.bit_generator.state = s
 
 
 __all__ = ["FormatError", "load_model", "save_model"]

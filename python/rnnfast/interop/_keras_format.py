@@ -18,8 +18,10 @@ Loading never runs code from a file (no pickle, Keras ``Lambda`` layers and
 custom objects are refused) and never reads an array before its declared
 shape and type were checked against the model's weight; the model built from
 the config may not claim more memory than the file could hold (a forged
-config cannot exhaust memory). HDF5 links to other files, external and
-virtual datasets are refused: every weight comes from the file itself.
+config cannot exhaust memory), and no zip member is decompressed when it
+declares more than the model needs (a zip bomb is refused unread). HDF5
+links to other files, external and virtual datasets are refused: every
+weight comes from the file itself.
 """
 
 from __future__ import annotations
@@ -32,14 +34,13 @@ import os
 import sys
 import warnings
 import zipfile
-import zlib
 
 import numpy as np
 
 from .._naming import to_snake_case
 from ..layers import registry
 from ..layers.registry import LAYERS
-from .. import _budget
+from .. import _budget, _io
 from ..layers.rnn.base import RNN
 from ..layers.rnn.bidirectional import Bidirectional
 from ..layers.rnn.time_distributed import TimeDistributed
@@ -48,12 +49,21 @@ from .._io import write_bytes_atomically as write_atomically
 from ._common import ConversionError, require_h5py
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
-# Deflate cannot expand data more than about 1032:1, so a member that claims
-# more than this multiple of the archive's size is forged.
-MAX_DEFLATE_RATIO = 1100
+# Keras stores model.weights.h5 uncompressed; deflated (a re-zipped file),
+# real weights shrink a few times at most, so a weights member that claims
+# more than this multiple of its compressed size is refused unread.
+MAX_WEIGHTS_RATIO = 64
 # Building may allocate up to twice the weights file's size (plus this): real
 # weights are stored uncompressed, so a genuine file always fits.
 BUDGET_SLACK = 1 << 16
+# model.weights.h5 may hold, besides 8 bytes per weight (float64 at most) and
+# as many optimizer slots per trainable weight as Keras's optimizers keep
+# (Adam with amsgrad, EMA and gradient accumulation: 5), HDF5's own metadata:
+# Keras's files take some 3 KiB per layer and 0.6 KiB per array.
+OPTIMIZER_SLOTS = 5
+H5_BASE_BYTES = 64 * 1024
+H5_LAYER_BYTES = 8 * 1024
+H5_ARRAY_BYTES = 2 * 1024
 # The Keras release whose .keras layout to_keras writes (checked against it).
 KERAS_FORMAT_VERSION = "3.15.1"
 
@@ -86,11 +96,20 @@ def from_keras(path_or_model, *, compile=True, custom_objects=None):
         path = os.fsdecode(path_or_model)
         head = file_head(path, "Keras model file")
         if head.startswith(b"PK"):
-            return _read_keras_zip(path, compile, custom_objects)
-        if head == H5_MAGIC:
-            return _read_legacy_h5(path, compile, custom_objects)
-        raise FormatError(f"{path} is neither a Keras .keras file (a zip archive) nor a legacy "
-                          f"Keras .h5 file (HDF5): the file is corrupted or of another kind")
+            read = _read_keras_zip
+        elif head == H5_MAGIC:
+            read = _read_legacy_h5
+        else:
+            raise FormatError(f"{path} is neither a Keras .keras file (a zip archive) nor a "
+                              f"legacy Keras .h5 file (HDF5): the file is corrupted or of another "
+                              f"kind")
+        try:
+            return read(path, compile, custom_objects)
+        except _budget.BudgetExceeded as e:  # what escaped the checks below
+            raise FormatError(f"{path}: the model needs more memory than the file can hold ({e}); "
+                              f"the file is corrupted or forged") from None
+        except RecursionError:
+            raise FormatError(f"{path}: the model config nests too deeply to build") from None
     if hasattr(path_or_model, "get_config") and hasattr(path_or_model, "get_weights"):
         return _from_keras_object(path_or_model, compile, custom_objects)
     raise TypeError(f"from_keras takes a path to a .keras or .h5 file or a Keras model, got "
@@ -111,15 +130,7 @@ def _major_version(version, where):
 
 
 def _parse_json(raw, what):
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError(f"{what} is not UTF-8 text ({e})") from None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise FormatError(f"{what} is not valid JSON ({e})") from None
+    return _io.parse_json(raw, what)
 
 
 def _check_no_code(obj, where, trail="config", custom_objects=None):
@@ -236,9 +247,11 @@ def _build_model(model_config, where, budget, keras_major, custom_objects=None):
     except _budget.BudgetExceeded as e:
         raise FormatError(f"{where}: the config declares more weights than the file can hold "
                           f"({e}); the file is corrupted or forged") from None
-    except ConversionError:
+    except (ConversionError, FormatError):
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+    except RecursionError:
+        raise FormatError(f"{where}: the model config nests too deeply to build") from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
         raise ConversionError(f"{where}: rnnfast cannot build this model from its config: {e}") \
             from None
     if not model.built:
@@ -261,46 +274,54 @@ def _compile(model, compile_config, where):
 
 # -- .keras ------------------------------------------------------------------------------
 
-def _zip_member(zf, name, path, archive_size):
-    info = zf.getinfo(name)
-    limit = archive_size if info.compress_type == zipfile.ZIP_STORED \
-        else archive_size * MAX_DEFLATE_RATIO
-    if info.file_size > limit:
-        raise FormatError(f"{path}: {name} claims {info.file_size} bytes, more than the archive "
-                          f"({archive_size} bytes) can hold; the file is corrupted or forged")
-    with zf.open(info) as f:
-        data = f.read(info.file_size + 1)
-    if len(data) != info.file_size:
-        raise FormatError(f"{path}: {name} is truncated")
-    return data
-
-
 def _zip_json(zf, name, path, archive_size):
-    if zf.getinfo(name).file_size > MAX_JSON_BYTES:
-        raise FormatError(f"{path}: {name} is larger than {MAX_JSON_BYTES} bytes")
-    return _parse_json(_zip_member(zf, name, path, archive_size), f"{path}: {name}")
+    """A JSON member, no larger than configs get for an archive of this size
+    (checked before it is decompressed)."""
+    limit = _io.json_member_limit(archive_size, MAX_JSON_BYTES)
+    return _parse_json(_io.read_member(zf, name, limit, path), f"{path}: {name}")
+
+
+def _weights_capacity(info, archive_size):
+    """The most bytes a genuine model.weights.h5 member of this size holds."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.compress_size, archive_size)
+    return info.compress_size * MAX_WEIGHTS_RATIO
+
+
+def _weights_limit(model):
+    """The most bytes model.weights.h5 needs for `model`'s weights, its
+    optimizer's and HDF5's metadata: a larger member is refused unread."""
+    elements = sum(int(np.prod(v.shape)) for v in model.weights)
+    trainable = model.trainable_weights
+    slots = sum(int(np.prod(v.shape)) for v in trainable) * OPTIMIZER_SLOTS
+    arrays = len(model.weights) + (2 + len(trainable) * OPTIMIZER_SLOTS)
+    return 8 * (elements + slots) + H5_BASE_BYTES + H5_LAYER_BYTES * len(_saving_walk(model)) + \
+        H5_ARRAY_BYTES * arrays
 
 
 def _read_keras_zip(path, compile, custom_objects=None):
     size = os.path.getsize(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if "config.json" not in names or "model.weights.h5" not in names:
-                _explain_missing(zf, names, path, size)
-            config = _zip_json(zf, "config.json", path, size)
-            metadata = _zip_json(zf, "metadata.json", path, size) if "metadata.json" in names \
-                else {}
-            weights = _zip_member(zf, "model.weights.h5", path, size)
-    except FormatError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
-            NotImplementedError, RuntimeError, ValueError) as e:
+        zf = zipfile.ZipFile(path)
+    except _io.ZIP_ERRORS as e:
         raise FormatError(f"{path} is not a readable .keras file (truncated or corrupted zip "
                           f"archive: {e})") from None
-    version = metadata.get("keras_version") if isinstance(metadata, dict) else None
-    model = _build_model(config, path, 2 * len(weights) + BUDGET_SLACK,
-                         _major_version(version, path), custom_objects)
+    with zf:  # members are read by _io.read_member, which reports their damage
+        names = set(zf.namelist())
+        if "config.json" not in names or "model.weights.h5" not in names:
+            _explain_missing(zf, names, path, size)
+        config = _zip_json(zf, "config.json", path, size)
+        metadata = _zip_json(zf, "metadata.json", path, size) if "metadata.json" in names else {}
+        info = zf.getinfo("model.weights.h5")
+        if info.file_size > _weights_capacity(info, size):
+            raise FormatError(f"{path}: model.weights.h5 declares {info.file_size} bytes, more "
+                              f"than its {info.compress_size} bytes in the archive can hold; the "
+                              f"file is corrupted or forged")
+        version = metadata.get("keras_version") if isinstance(metadata, dict) else None
+        # The model first: the weights member may not be larger than it needs.
+        model = _build_model(config, path, 2 * info.file_size + BUDGET_SLACK,
+                             _major_version(version, path), custom_objects)
+        weights = _io.read_member(zf, "model.weights.h5", _weights_limit(model), path)
     h5py = require_h5py()
     try:
         h5 = h5py.File(io.BytesIO(weights), "r")
@@ -312,8 +333,11 @@ def _read_keras_zip(path, compile, custom_objects=None):
             if compile and config.get("compile_config"):
                 _compile(model, config["compile_config"], path)
                 _read_optimizer_state(h5py, h5, model, path)
-    except (OSError, KeyError, RuntimeError, UnicodeError) as e:
-        raise FormatError(f"{path}: model.weights.h5 is corrupted ({e})") from None
+    except (FormatError, ConversionError):
+        raise
+    except (OSError, KeyError, RuntimeError, UnicodeError, ValueError, TypeError) as e:
+        raise FormatError(f"{path}: model.weights.h5 is corrupted ({type(e).__name__}: {e})") \
+            from None
     return model
 
 
@@ -517,8 +541,10 @@ def _read_legacy_h5(path, compile, custom_objects=None):
     try:
         with h5:
             return _legacy_model(h5py, h5, path, size, compile, custom_objects)
-    except (OSError, KeyError, RuntimeError, UnicodeError) as e:
-        raise FormatError(f"{path} is corrupted ({e})") from None
+    except (FormatError, ConversionError, _budget.BudgetExceeded):
+        raise
+    except (OSError, KeyError, RuntimeError, UnicodeError, ValueError, TypeError) as e:
+        raise FormatError(f"{path} is corrupted ({type(e).__name__}: {e})") from None
 
 
 def _legacy_model(h5py, h5, path, size, compile, custom_objects=None):

@@ -203,6 +203,14 @@ class RNN(Layer):
                 raise ValueError("When using `stateful=True` in a RNN, the batch size must be "
                                  "static: give the first layer batch_input_shape=(batch, time, "
                                  "features) or Input(batch_size=...)")
+            from ... import _budget
+
+            # Under a loader the states count too: a file's batch size sets their size.
+            cell = self.cell
+            _budget.claim_states(cell.STATES * int(sequences_shape[0]) * cell.units *
+                                 cell.compute_dtype.itemsize,
+                                 f"the states of stateful layer '{self.name}' for a batch of "
+                                 f"{sequences_shape[0]}")
             self.states = self.cell.get_initial_state(sequences_shape[0])
         self.built = True
 
