@@ -2,11 +2,14 @@
 argument and the expected shape or dtype; conversions are explicit; the cache
 contract between forward and backward holds."""
 
+import re
+
 import numpy as np
 import pytest
 
 import rnnfast
 from kernel_harness import (Case, kernel_backward, kernel_forward, make_arrays, make_kernel,
+                            output_grads,
                             reference_forward)
 from rnnfast import _core
 
@@ -380,3 +383,156 @@ def test_backward_rejects_dx_out_without_compute_dx(lstm):
     lstm.forward(x, k, r, b, training=True)
     with pytest.raises(ValueError, match="dx_out was given but compute_dx is False"):
         lstm.backward(k, r, dx_out=np.empty_like(x), compute_dx=False)
+
+
+# ---- overlapping output arrays (refused: they gave silently wrong gradients) ----
+
+OVERLAP_CASES = [Case(c, B=3, T=4, I=5, U=6, initial_state=True, seed=3)
+                 for c in ("simple_rnn", "lstm", "gru")]
+
+
+def _backward_outputs(case, buf, offsets):
+    """Views of one buffer for dx/dkernel/drecurrent_kernel/dbias_out, each at
+    its element offset (None: let the kernel allocate it)."""
+    shapes = {"dx_out": (case.B, case.T, case.I), "dkernel_out": (case.I, case.G * case.U),
+              "drecurrent_kernel_out": (case.U, case.G * case.U)}
+    shapes["dbias_out"] = (2, 3 * case.U) if case.cell == "gru" else (case.G * case.U,)
+    return {name: buf[o:o + int(np.prod(shapes[name]))].reshape(shapes[name])
+            for name, o in offsets.items()}
+
+
+def _overlap_run(case):
+    a = make_arrays(case)
+    dy, ds = output_grads(case)
+    k = make_kernel(case)
+    kernel_forward(case, k, a, training=True)
+    dfinal = tuple(ds) if case.cell == "lstm" else ds[0]
+    return k, a, dy, dfinal
+
+
+@pytest.mark.parametrize("case", OVERLAP_CASES, ids=lambda c: c.cell)
+@pytest.mark.parametrize("first,second", [
+    ("dkernel_out", "drecurrent_kernel_out"), ("dx_out", "dkernel_out"),
+    ("dx_out", "dbias_out"), ("drecurrent_kernel_out", "dbias_out")])
+def test_backward_refuses_overlapping_outputs(case, first, second):
+    k, a, dy, dfinal = _overlap_run(case)
+    want = k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dfinal_state=dfinal)
+    kernel_forward(case, k, a, training=True)
+    buf = np.zeros(4096)
+    outs = _backward_outputs(case, buf, {first: 0, second: 7})  # partly overlapping views
+    with pytest.raises(ValueError, match=rf"{second} must not share memory with {first}"):
+        k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dfinal_state=dfinal, **outs)
+    # Refused before the kernel ran: the cache is still there for a proper call.
+    assert k.has_cache
+    got = k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dfinal_state=dfinal)
+    for g, w in zip(got[2:], want[2:]):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("case", OVERLAP_CASES, ids=lambda c: c.cell)
+def test_backward_accepts_disjoint_views_of_one_buffer(case):
+    k, a, dy, dfinal = _overlap_run(case)
+    want = k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dfinal_state=dfinal)
+    kernel_forward(case, k, a, training=True)
+    buf = np.full(4096, np.nan)
+    sizes = [case.B * case.T * case.I, case.I * case.G * case.U, case.U * case.G * case.U]
+    offsets = np.cumsum([0] + sizes)  # back to back, no gap
+    outs = _backward_outputs(case, buf, dict(zip(
+        ("dx_out", "dkernel_out", "drecurrent_kernel_out", "dbias_out"), offsets.tolist())))
+    got = k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dfinal_state=dfinal, **outs)
+    assert got[0] is outs["dx_out"] and got[2] is outs["dkernel_out"]
+    for i in (0, 2, 3, 4):
+        np.testing.assert_array_equal(got[i], want[i])
+
+
+def test_backward_refuses_one_array_for_two_outputs():
+    # SimpleRNN with I == U: kernel and recurrent kernel gradients have one shape.
+    case = Case("simple_rnn", B=2, T=3, I=4, U=4, seed=1)
+    k, a, dy, dfinal = _overlap_run(case)
+    same = np.empty((4, 4))
+    with pytest.raises(ValueError, match="drecurrent_kernel_out must not share memory with "
+                                         "dkernel_out"):
+        k.backward(a["kernel"], a["recurrent_kernel"], doutputs=dy, dkernel_out=same,
+                   drecurrent_kernel_out=same)
+
+
+@pytest.mark.parametrize("name", ["kernel", "doutputs", "dfinal_state[1]"])
+def test_backward_refuses_outputs_overlapping_inputs(name):
+    case = OVERLAP_CASES[1]  # lstm
+    k, a, dy, dfinal = _overlap_run(case)
+    given = {"kernel": a["kernel"], "doutputs": dy, "dfinal_state[1]": dfinal[1]}[name]
+    # The input and drecurrent_kernel_out in one buffer, sharing one element.
+    n, m = given.size, case.U * 4 * case.U
+    buf = np.zeros(n + m - 1)
+    buf[:n] = given.reshape(-1)
+    view = buf[:n].reshape(given.shape)
+    out = buf[n - 1:].reshape(case.U, 4 * case.U)
+    kw = {"doutputs": dy, "dfinal_state": dfinal}
+    kernel = a["kernel"]
+    if name == "kernel":
+        kernel = view
+    elif name == "doutputs":
+        kw["doutputs"] = view
+    else:
+        kw["dfinal_state"] = (dfinal[0], view)
+    with pytest.raises(ValueError, match="drecurrent_kernel_out must not share memory with "
+                                         + re.escape(name)):
+        k.backward(kernel, a["recurrent_kernel"], drecurrent_kernel_out=out, **kw)
+
+
+def test_forward_out_must_not_overlap_the_cell_state():
+    k = _core.LSTMKernel(3)
+    x = np.zeros((2, 4, 3))
+    states = np.zeros((2 * 4 * 3 + 6,))
+    out = states[:24].reshape(2, 4, 3)
+    c0 = states[20:26].reshape(2, 3)
+    with pytest.raises(ValueError, match=r"out must not share memory with initial_state\[1\]"):
+        k.forward(x, np.zeros((3, 12)), np.zeros((3, 12)), initial_state=(np.zeros((2, 3)), c0),
+                  out=out)
+
+
+def _adam_arrays(n=3, size=5):
+    rng = np.random.default_rng(0)
+    return ([rng.standard_normal(size) for _ in range(n)], [rng.standard_normal(size) for _ in range(n)],
+            [np.zeros(size) for _ in range(n)], [np.zeros(size) for _ in range(n)])
+
+
+@pytest.mark.parametrize("alias", ["w0-m0", "m1-v2", "same-weight", "grad-w1", "vhat-v0"])
+def test_adam_step_refuses_overlapping_arrays(alias):
+    ws, gs, ms, vs = _adam_arrays()
+    vhats = [np.zeros(5) for _ in ws]
+    buf = np.zeros(12)
+    if alias == "w0-m0":
+        ws[0], ms[0] = buf[:5], buf[4:9]
+        match = r"(ms\[0\].*weights\[0\]|weights\[0\].*ms\[0\])"
+    elif alias == "m1-v2":
+        ms[1], vs[2] = buf[:5], buf[2:7]
+        match = r"(vs\[2\].*ms\[1\]|ms\[1\].*vs\[2\])"
+    elif alias == "same-weight":
+        ws[2] = ws[0]
+        match = r"weights\[(0|2)\] must not share memory with weights\[(0|2)\]"
+    elif alias == "grad-w1":
+        gs[1] = ws[1]
+        match = r"(grads\[1\].*weights\[1\]|weights\[1\].*grads\[1\])"
+    else:
+        vhats[0] = vs[0]
+        match = r"(vhats\[0\].*vs\[0\]|vs\[0\].*vhats\[0\])"
+    with pytest.raises(ValueError, match="adam_step: " + match):
+        _core.adam_step(ws, gs, ms, vs, vhats, 0.1, 0.1, 0.001, 1e-7)
+
+
+def test_adam_step_accepts_disjoint_views_and_shared_gradients():
+    ws, gs, ms, vs = _adam_arrays()
+    ref = [w.copy() for w in ws]
+    _core.adam_step(ref, gs, [m.copy() for m in ms], [v.copy() for v in vs], None,
+                    0.1, 0.1, 0.001, 1e-7)
+    buf = np.zeros(15)
+    for i in range(3):  # the weights back to back in one buffer
+        buf[5 * i:5 * i + 5] = ws[i]
+    views = [buf[5 * i:5 * i + 5] for i in range(3)]
+    _core.adam_step(views, gs, ms, vs, None, 0.1, 0.1, 0.001, 1e-7)
+    for v, r in zip(views, ref):
+        np.testing.assert_array_equal(v, r)
+    # Gradients are only read: two weights may take the same gradient array.
+    ws, gs, ms, vs = _adam_arrays()
+    _core.adam_step(ws, [gs[0], gs[0], gs[2]], ms, vs, None, 0.1, 0.1, 0.001, 1e-7)

@@ -1,6 +1,7 @@
 // Module-level functions of rnnfast._core and the shared argument helpers.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "bindings/common.h"
@@ -61,17 +62,35 @@ void CheckShape(const py::array& a, const char* name, const Shape& shape, const 
                           "), got " + ShapeStr(a));
 }
 
-void CheckNoOverlap(const py::array& out, const char* out_name,
-                    const std::vector<std::pair<const py::array*, const char*>>& inputs) {
-  const char* o0 = static_cast<const char*>(out.data());
-  const char* o1 = o0 + out.nbytes();
-  for (const auto& [in, name] : inputs) {
-    if (in == nullptr || !*in || in->nbytes() == 0) continue;
-    const char* i0 = static_cast<const char*>(in->data());
-    const char* i1 = i0 + in->nbytes();
-    if (o0 < i1 && i0 < o1)
+namespace {
+
+// Whether the byte ranges of a and b intersect (false for absent or empty arrays).
+bool Overlaps(const py::array* a, const py::array* b) {
+  if (a == nullptr || b == nullptr || !*a || !*b || a->nbytes() == 0 || b->nbytes() == 0)
+    return false;
+  const char* a0 = static_cast<const char*>(a->data());
+  const char* b0 = static_cast<const char*>(b->data());
+  return a0 < b0 + b->nbytes() && b0 < a0 + a->nbytes();
+}
+
+}  // namespace
+
+void CheckNoOverlap(const py::array& out, const char* out_name, const std::vector<Named>& inputs) {
+  for (const auto& [in, name] : inputs)
+    if (Overlaps(&out, in))
       throw py::value_error(std::string(out_name) + " must not share memory with " + name);
   }
+}
+
+void CheckDisjoint(const std::vector<Named>& outputs, const std::vector<Named>& inputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const auto& [out, out_name] = outputs[i];
+    if (out == nullptr) continue;
+    CheckNoOverlap(*out, out_name, inputs);
+    for (std::size_t j = 0; j < i; ++j)
+      if (Overlaps(out, outputs[j].first))
+        throw py::value_error(std::string(out_name) + " must not share memory with " +
+                              outputs[j].second + " (each output needs its own array)");
 }
 
 py::array_t<std::uint8_t, py::array::c_style> MaskInput(py::handle obj, Index batch, Index time) {
@@ -108,6 +127,47 @@ std::vector<py::object> StateList(py::handle obj, const char* name, int n) {
 namespace {
 
 // Checked views of the arrays of one fused Adam step (all of x's dtype).
+// The arrays adam_step writes (weights, ms, vs, vhats) must be disjoint, and
+// no gradient may overlap one: each element's update reads them all. Sorted
+// byte ranges: O(n log n) for n weights.
+template <typename T>
+void CheckAdamDisjoint(const std::vector<AdamArray<T>>& arrays) {
+  struct Span {
+    const char* begin;
+    const char* end;
+    int kind;  // 0..3 written (kNames), 4 grads (read)
+    std::size_t index;
+  };
+  static const char* const kNames[] = {"weights", "ms", "vs", "vhats", "grads"};
+  std::vector<Span> spans;
+  spans.reserve(arrays.size() * 5);
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    const AdamArray<T>& a = arrays[i];
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(a.n);
+    const T* ptrs[] = {a.w, a.m, a.v, a.vhat, a.g};
+    for (int k = 0; k < 5; ++k) {
+      if (ptrs[k] == nullptr || bytes == 0) continue;
+      const char* p = reinterpret_cast<const char*>(ptrs[k]);
+      spans.push_back({p, p + bytes, k, i});
+    }
+  }
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  const Span* any_max = nullptr;      // of the spans so far, the one reaching furthest
+  const Span* written_max = nullptr;  // the same among the written ones
+  auto label = [](const Span& s) {
+    return std::string(kNames[s.kind]) + "[" + std::to_string(s.index) + "]";
+  };
+  for (const Span& s : spans) {
+    const bool written = s.kind != 4;
+    const Span* hit = written ? any_max : written_max;
+    if (hit != nullptr && hit->end > s.begin)
+      throw py::value_error("adam_step: " + label(s) + " must not share memory with " + label(*hit));
+    if (any_max == nullptr || s.end > any_max->end) any_max = &s;
+    if (written && (written_max == nullptr || s.end > written_max->end)) written_max = &s;
+  }
+}
+
 template <typename T>
 py::object AdamStepT(const py::list& weights, const py::list& grads, const py::list& ms,
                      const py::list& vs, const py::object& vhats, double alpha, double c1,
@@ -155,6 +215,7 @@ py::object AdamStepT(const py::list& weights, const py::list& grads, const py::l
     if (ams) a.vhat = writable(vh[i], "vhats", i, a.n);
   }
   {
+  CheckAdamDisjoint(arrays);
     py::gil_scoped_release release;
     AdamStep<T>(arrays, static_cast<T>(alpha), static_cast<T>(c1), static_cast<T>(c2),
                 static_cast<T>(eps));
@@ -251,7 +312,8 @@ void BindAll(py::module_& m) {
       py::arg("alpha"), py::arg("c1"), py::arg("c2"), py::arg("eps"),
       "One Keras Adam step over lists of arrays, in place, in one call: m += (g - m) * c1; "
       "v += (g*g - v) * c2; [vhat = max(vhat, v)]; w -= m * alpha / (sqrt(v) + eps). Rounds "
-      "as the NumPy implementation does (bit-identical).");
+      "as the NumPy implementation does (bit-identical). The written arrays must not share memory "
+      "with each other or with a gradient (ValueError naming both).");
   BindSimpleRNN(m);
   BindLSTM(m);
   BindGRU(m);

@@ -83,9 +83,18 @@ py::array_t<T, py::array::c_style> Output(py::handle obj, const char* name, cons
   return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(a);
 }
 
+// An argument and its name for the overlap checks (a null array is skipped).
+using Named = std::pair<const py::array*, const char*>;
+
 // Raises ValueError when the output's memory overlaps one of the inputs'.
-void CheckNoOverlap(const py::array& out, const char* out_name,
-                    const std::vector<std::pair<const py::array*, const char*>>& inputs);
+void CheckNoOverlap(const py::array& out, const char* out_name, const std::vector<Named>& inputs);
+
+// Raises ValueError naming both arguments when an output overlaps another
+// output or an input: a kernel writes each output while it reads the others
+// (overlap gave silently wrong gradients). Byte ranges are compared, as
+// numpy.may_share_memory does, so interleaved views of one buffer are
+// refused too.
+void CheckDisjoint(const std::vector<Named>& outputs, const std::vector<Named>& inputs);
 
 // [B, T] mask of any dtype (bool, integer, float) as 0/1 bytes.
 py::array_t<std::uint8_t, py::array::c_style> MaskInput(py::handle obj, Index batch, Index time);

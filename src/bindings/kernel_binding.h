@@ -123,7 +123,7 @@ class KernelObject {
     Opt<T> y;
     if (return_sequences) y = Output<T>(out, "out", Shape{B, Tn, U});
     if (y) CheckNoOverlap(*y, "out", {{&x, "x"}, {&k, "kernel"}, {&r, "recurrent_kernel"}, {Ptr(b), "bias"},
-                              {Ptr(h0), "initial_state"}, {Ptr(c0), "initial_state"},
+                              {Ptr(h0), "initial_state"}, {Ptr(c0), "initial_state[1]"},
                               {Ptr(din), "input_dropout_mask"}, {Ptr(drec), "recurrent_dropout_mask"}});
     py::array_t<T, py::array::c_style> h_last(Shape{B, U});
     Opt<T> c_last;
@@ -184,13 +184,10 @@ class KernelObject {
     auto dr = Output<T>(drecurrent_kernel_out, "drecurrent_kernel_out", Shape{U, G * U});
     Opt<T> db;
     if (c.has_bias) db = Output<T>(dbias_out, "dbias_out", Traits::BiasShape(config_));
-    const std::vector<std::pair<const py::array*, const char*>> inputs = {
-        {&k, "kernel"}, {&r, "recurrent_kernel"}, {Ptr(dy), "doutputs"}, {Ptr(dh), "dfinal_state"},
-        {Ptr(dc), "dfinal_state"}};
-    if (dx) CheckNoOverlap(*dx, "dx_out", inputs);
-    CheckNoOverlap(dk, "dkernel_out", inputs);
-    CheckNoOverlap(dr, "drecurrent_kernel_out", inputs);
-    if (db) CheckNoOverlap(*db, "dbias_out", inputs);
+    CheckDisjoint({{Ptr(dx), "dx_out"}, {&dk, "dkernel_out"}, {&dr, "drecurrent_kernel_out"},
+                   {Ptr(db), "dbias_out"}},
+                  {{&k, "kernel"}, {&r, "recurrent_kernel"}, {Ptr(dy), "doutputs"},
+                   {Ptr(dh), "dfinal_state"}, {Ptr(dc), "dfinal_state[1]"}});
     py::array_t<T, py::array::c_style> dh0(Shape{B, U});
     Opt<T> dc0;
     if (Traits::kStates > 1) dc0 = py::array_t<T, py::array::c_style>(Shape{B, U});
@@ -239,7 +236,8 @@ mask: [B, T], nonzero = process the step; a masked step carries the state.
 input_dropout_mask: [B, I] or [G, B, I]; recurrent_dropout_mask: [B, U] or
 [G, B, U]; multiplicative, constant over time.
 training: keep what backward() needs (one backward per training forward).
-out: optional [B, T, U] array to write the outputs into.
+out: optional [B, T, U] array to write the outputs into (not sharing memory
+with an input).
 return_sequences: False writes no outputs, only the final state (outputs is
 then None; out must be None).
 
@@ -250,7 +248,9 @@ constexpr const char* kBackwardDoc = R"(backward(kernel, recurrent_kernel, *, do
 
 Gradients of the last forward(training=True), which it consumes.
 doutputs: [B, T, U] dL/doutputs; dfinal_state: [B, U] (LSTM: (dh, dc)); None
-means zeros. The *_out arguments are optional preallocated outputs.
+means zeros. The *_out arguments are optional preallocated outputs; they must not share
+memory with each other or with the inputs (ValueError naming both; byte ranges
+are compared, as numpy.may_share_memory).
 compute_dx=False skips dL/dx (a model's first layer: its input needs no
 gradient; about a ninth of a single-layer training step's FLOPs).
 

@@ -26,6 +26,7 @@ tensors (``rnnfast.Input``) records a graph node instead (``node.py``).
 from __future__ import annotations
 
 import inspect
+import threading
 
 import numpy as np
 
@@ -193,6 +194,10 @@ def _call_parameters(fn) -> tuple:
     lead = 3 if len(params) > 1 and params[1].name == "ctx" else 2
     return tuple(p.name for p in params[lead:])
 
+# Held while a layer or model builds lazily on its first data, so that two
+# threads' first calls do not both build it (reentrant: builds nest).
+BUILD_LOCK = threading.RLock()
+
 
 _CALL_ARGS: dict = {}
 
@@ -328,8 +333,10 @@ class Layer:
 
     def maybe_build(self, input_shape) -> None:
         if not self.built:
-            self.build(normalize_shapes(input_shape))
-            self.built = True
+            with BUILD_LOCK:
+                if not self.built:
+                    self.build(normalize_shapes(input_shape))
+                    self.built = True
 
     def forward(self, ctx, inputs, training=False, mask=None, **kwargs):
         """The outputs for `inputs`; with training=True, keeps in `ctx` what

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..layers import registry
 from ..layers.input_layer import InputLayer
-from ..layers.layer import Layer, dtype_policy, normalize_shape
+from ..layers.layer import BUILD_LOCK, Layer, dtype_policy, normalize_shape
 from ..layers.node import KerasTensor
 from ..layers.registry import register
 from .functional import Functional
@@ -123,12 +123,16 @@ class Sequential(Functional):
 
     def prepare_inputs(self, inputs):
         if not self.built:
-            self._ensure_built(inputs)
+            with BUILD_LOCK:
+                if not self.built:
+                    self._ensure_built(inputs)
         return super().prepare_inputs(inputs)
 
     def maybe_build(self, input_shape):
         if not self.built:
-            self.build(input_shape)
+            with BUILD_LOCK:
+                if not self.built:
+                    self.build(input_shape)
 
     @property
     def input_shape(self):

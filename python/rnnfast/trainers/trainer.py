@@ -11,7 +11,9 @@ need_input_grad=False)``, which adds into the weights' ``grad``;
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -27,6 +29,35 @@ from . import compile_utils, data_adapters
 from .data_adapters import DataError, as_array_structure
 
 
+def _one_thread(what):
+    """Makes a method refuse to run while another thread trains or evaluates
+    the same model: the training context, gradients, optimizer state and
+    metrics are the model's, so concurrent calls would mix them silently.
+    Reentrant in one thread (fit validates with evaluate)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def run(self, *args, **kwargs):
+            lock = self.__dict__.get("_step_lock") or \
+                self.__dict__.setdefault("_step_lock", threading.RLock())
+            if not lock.acquire(blocking=False):
+                raise RuntimeError(
+                    f"Model '{self.name}': {what}() was called while fit, evaluate, "
+                    f"train_on_batch or test_on_batch (or predict on a stateful model) runs on "
+                    f"this model in another thread. A model trains and evaluates in one thread "
+                    f"at a time (its gradients, optimizer state, metrics and states are its "
+                    f"own): use one model per thread. predict, predict_on_batch and model(x) "
+                    f"may run from several threads at once.")
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                lock.release()
+
+        return run
+
+    return wrap
+
+
 class Trainer:
     def _init_trainer(self):
         self.optimizer = None
@@ -38,6 +69,10 @@ class Trainer:
         self._compile_metrics = None
         self._compile_spec = None
         self._train_ctx = Context()
+        # Inference contexts, one per thread: a context's kernel objects (and
+        # their workspaces, reused from call to call) serve one call at a time.
+        self._inference_local = threading.local()
+        self._step_lock = threading.RLock()  # see _one_thread
 
     # ---- compile ----------------------------------------------------------------------
 
@@ -90,6 +125,7 @@ class Trainer:
             if sample_weight is not None else [None] * len(names)
         return y_true, sw
 
+    @_one_thread("compute_loss_and_gradients")
     def compute_loss_and_gradients(self, x, y, sample_weight=None):
         """One forward and backward pass: (loss, outputs, output masks,
         per-output losses, [(variable, gradient)]) for the trainable weights,
@@ -187,10 +223,21 @@ class Trainer:
         return self.forward(self._predict_ctx(), x, training=False)
 
     def _predict_ctx(self):
-        ctx = getattr(self, "_inference_ctx", None)
+        """This thread's inference context (made on its first call)."""
+        local = self.__dict__.get("_inference_local")
+        if local is None:
+            local = self.__dict__.setdefault("_inference_local", threading.local())
+        ctx = getattr(local, "ctx", None)
         if ctx is None:
-            ctx = self._inference_ctx = Context()
+            ctx = local.ctx = Context()
         return ctx
+
+    def _has_stateful_layers(self):
+        def walk(layers):
+            return any(getattr(lyr, "stateful", False) or walk(getattr(lyr, "_layers", ()))
+                       for lyr in layers)
+
+        return walk(self.layers)
 
     def _update_metrics(self, loss_value, batch):
         y_true, preds, sw, masks, values = batch
@@ -237,6 +284,7 @@ class Trainer:
 
     # ---- fit / evaluate / predict -----------------------------------------------------------
 
+    @_one_thread("fit")
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -347,6 +395,7 @@ class Trainer:
                              batch_size=batch_size, steps=steps, verbose=0, return_dict=True,
                              _callbacks=cbks)
 
+    @_one_thread("evaluate")
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False, _callbacks=None):
         self._check_compiled()
@@ -389,6 +438,16 @@ class Trainer:
         return self._result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        if self._has_stateful_layers():
+            return self._predict_stateful(x, batch_size, verbose, steps, callbacks)
+        return self._predict(x, batch_size, verbose, steps, callbacks)
+
+    @_one_thread("predict")
+    def _predict_stateful(self, *args):
+        # Two threads' batches would interleave in the layers' states.
+        return self._predict(*args)
+
+    def _predict(self, x, batch_size, verbose, steps, callbacks):
         source = data_adapters.is_batch_source(x)
         if source:
             adapter = data_adapters.get_adapter(x, None, None, batch_size, steps, what="generator")
@@ -428,6 +487,7 @@ class Trainer:
         flat = [np.concatenate(parts) for parts in zip(*outputs)]
         return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
 
+    @_one_thread("train_on_batch")
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._check_compiled()
         x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
@@ -435,6 +495,7 @@ class Trainer:
         self.train_step(x, y, sample_weight)
         return self._result(self._logs(), return_dict)
 
+    @_one_thread("test_on_batch")
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._check_compiled()
         x, y, sample_weight = self._arrays(x, y, sample_weight, None)

@@ -9,6 +9,8 @@ fused path.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ... import _device, _rng
@@ -250,6 +252,21 @@ class RNN(Layer):
         return buf
 
     def forward(self, ctx, sequences, initial_state=None, mask=None, training=False):
+        if not self.stateful:
+            return self._forward(ctx, sequences, initial_state, mask, training)
+        # The states are the layer's: two threads' calls would interleave them.
+        lock = self.__dict__.get("_state_lock") or \
+            self.__dict__.setdefault("_state_lock", threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"stateful {type(self).__name__} '{self.name}' is running in another "
+                               f"thread: its states are the layer's, so a stateful model runs in "
+                               f"one thread at a time (use one model per thread)")
+        try:
+            return self._forward(ctx, sequences, initial_state, mask, training)
+        finally:
+            lock.release()
+
+    def _forward(self, ctx, sequences, initial_state, mask, training):
         x = as_float(sequences, self.cell.compute_dtype)
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} '{self.name}' expects inputs of shape (batch, "
