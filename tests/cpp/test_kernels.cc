@@ -11,6 +11,7 @@
 #include "rnnfast/gru.h"
 #include "rnnfast/lstm.h"
 #include "rnnfast/rnn.h"
+#include "rnnfast/threading.h"
 
 namespace {
 
@@ -28,9 +29,14 @@ struct Problem {
 
 double Sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
-Problem MakeProblem(const std::string& cell, bool go_backwards, unsigned seed) {
+Problem MakeProblem(const std::string& cell, bool go_backwards, unsigned seed, Index B = 3,
+                    Index T = 4, Index I = 3, Index U = 4) {
   Problem p;
   p.cell = cell;
+  p.B = B;
+  p.T = T;
+  p.I = I;
+  p.U = U;
   p.G = cell == "rnn" ? 1 : cell == "lstm" ? 4 : 3;
   p.go_backwards = go_backwards;
   std::mt19937 gen(seed);
@@ -250,11 +256,58 @@ void CheckCell(const std::string& cell, bool go_backwards) {
   }
 }
 
+// max |a - b| / max(1, max |b|)
+double MaxRel(const Vec& a, const Vec& b) {
+  double scale = 1;
+  for (double v : b) scale = std::fmax(scale, std::fabs(v));
+  return MaxDiff(a, b) / scale;
+}
+
+// The multi-threaded paths against one thread: a forward that splits the
+// batch's rows among the members (small weights), and one that splits the
+// units (weights bigger than a core's L2, or several MiB), each with its
+// backward and an inference forward. (The sanitizer job runs this under
+// ThreadSanitizer.) The pool may fall back to one thread while the machine is
+// busy; the results must agree either way.
+void CheckThreads(const std::string& cell, Index B, Index T, Index I, Index U) {
+  const Problem p = MakeProblem(cell, cell == "gru", 5, B, T, I, U);
+  const std::string name = cell + " B=" + std::to_string(B) + " U=" + std::to_string(U);
+  Vec dout(static_cast<std::size_t>(B * T * U + (cell == "lstm" ? 2 : 1) * B * U));
+  std::mt19937 gen(4);
+  std::normal_distribution<double> n(0, 1);
+  for (auto& e : dout) e = n(gen);
+  const int saved = rnnfast::GetNumThreads();
+  Grads g[2];
+  Vec y[2], inference[2];
+  for (int k = 0; k < 2; ++k) {
+    rnnfast::SetNumThreads(k + 1);
+    y[k] = Run(p, &dout, &g[k]);
+    inference[k] = Run(p, nullptr, nullptr);
+  }
+  rnnfast::SetNumThreads(saved);
+  const double tol = 1e-10;
+  Expect(MaxRel(y[1], y[0]) < tol, name + ": threaded training forward differs");
+  Expect(MaxRel(inference[1], inference[0]) < tol, name + ": threaded inference forward differs");
+  Expect(MaxRel(inference[0], y[0]) < tol, name + ": inference and training forwards differ");
+  Expect(MaxRel(g[1].dx, g[0].dx) < tol, name + ": threaded dx differs");
+  Expect(MaxRel(g[1].dh0, g[0].dh0) < tol, name + ": threaded dh0 differs");
+  Expect(MaxRel(g[1].dW, g[0].dW) < tol, name + ": threaded dkernel differs");
+  Expect(MaxRel(g[1].dR, g[0].dR) < tol, name + ": threaded drecurrent_kernel differs");
+  Expect(MaxRel(g[1].db, g[0].db) < tol, name + ": threaded dbias differs");
+  if (cell == "lstm") Expect(MaxRel(g[1].dc0, g[0].dc0) < tol, name + ": threaded dc0 differs");
+}
+
 }  // namespace
 
 int main() {
   for (const char* cell : {"rnn", "lstm", "gru", "gru_before"})
     for (bool back : {false, true}) CheckCell(cell, back);
+  // Rows split: B >= 8 rows, small weights.
+  for (const char* cell : {"rnn", "lstm", "gru", "gru_before"}) CheckThreads(cell, 16, 48, 32, 16);
+  // Units split: about 2.5 MiB of weights in double.
+  CheckThreads("rnn", 8, 3, 8, 576);
+  CheckThreads("lstm", 8, 3, 8, 288);
+  CheckThreads("gru", 8, 3, 8, 320);
   if (failures == 0) std::printf("all kernel checks passed\n");
   return failures == 0 ? 0 : 1;
 }
