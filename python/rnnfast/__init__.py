@@ -37,9 +37,11 @@ def build_info() -> dict:
 
     Keys: ``isa_level`` (the variant running), ``available_levels`` (installed),
     ``supported_levels`` (installed and runnable here), ``simd`` (Eigen's
-    instruction sets), ``eigen``, ``compiler``, ``num_threads``, ``version``.
+    instruction sets), ``eigen``, ``compiler``, ``num_threads``, ``version``,
+    ``bf16`` (whether mixed_bfloat16 layers multiply in bfloat16 here:
+    ``mixed_precision.bf16_status()``).
     """
-    from . import _loader
+    from . import _loader, mixed_precision
 
     info = dict(_core.build_info())
     info.update(
@@ -47,18 +49,20 @@ def build_info() -> dict:
         supported_levels=_loader.supported_levels(),
         num_threads=get_num_threads(),
         version=__version__,
+        bf16=mixed_precision.bf16_status(),
     )
     return info
 
 
 _SUBMODULES = ("activations", "backend", "callbacks", "constraints", "distribution", "initializers", "interop",
-               "layers", "losses", "metrics", "models", "optimizers", "regularizers", "saving",
+               "layers", "losses", "metrics", "mixed_precision", "models", "optimizers", "regularizers", "saving",
                "trainers", "utils")
 # Top-level names of Keras 3 and where they live.
 _ALIASES = {"Sequential": ("models", "Sequential"), "Model": ("models", "Model"),
             "Input": ("layers", "Input"),
             "Layer": ("layers", "Layer"), "Variable": ("layers", "Variable"),
-            "InputLayer": ("layers", "InputLayer")}
+            "InputLayer": ("layers", "InputLayer"),
+            "DTypePolicy": ("mixed_precision", "DTypePolicy")}
 
 
 def __getattr__(name):

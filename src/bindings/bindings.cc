@@ -21,6 +21,7 @@ void BindConv(py::module_& m);
 void BindPooling(py::module_& m);
 void BindNormalization(py::module_& m);
 void BindDeviceBodies(py::module_& m);
+void BindBf16(py::module_& m);
 
 std::string ShapeStr(const Shape& shape) {
   std::ostringstream os;
@@ -79,7 +80,6 @@ void CheckNoOverlap(const py::array& out, const char* out_name, const std::vecto
   for (const auto& [in, name] : inputs)
     if (Overlaps(&out, in))
       throw py::value_error(std::string(out_name) + " must not share memory with " + name);
-  }
 }
 
 void CheckDisjoint(const std::vector<Named>& outputs, const std::vector<Named>& inputs) {
@@ -91,6 +91,7 @@ void CheckDisjoint(const std::vector<Named>& outputs, const std::vector<Named>& 
       if (Overlaps(out, outputs[j].first))
         throw py::value_error(std::string(out_name) + " must not share memory with " +
                               outputs[j].second + " (each output needs its own array)");
+  }
 }
 
 py::array_t<std::uint8_t, py::array::c_style> MaskInput(py::handle obj, Index batch, Index time) {
@@ -126,7 +127,6 @@ std::vector<py::object> StateList(py::handle obj, const char* name, int n) {
 
 namespace {
 
-// Checked views of the arrays of one fused Adam step (all of x's dtype).
 // The arrays adam_step writes (weights, ms, vs, vhats) must be disjoint, and
 // no gradient may overlap one: each element's update reads them all. Sorted
 // byte ranges: O(n log n) for n weights.
@@ -168,6 +168,7 @@ void CheckAdamDisjoint(const std::vector<AdamArray<T>>& arrays) {
   }
 }
 
+// Checked views of the arrays of one fused Adam step (all of x's dtype).
 template <typename T>
 py::object AdamStepT(const py::list& weights, const py::list& grads, const py::list& ms,
                      const py::list& vs, const py::object& vhats, double alpha, double c1,
@@ -214,8 +215,8 @@ py::object AdamStepT(const py::list& weights, const py::list& grads, const py::l
     a.v = writable(vs[i], "vs", i, a.n);
     if (ams) a.vhat = writable(vh[i], "vhats", i, a.n);
   }
-  {
   CheckAdamDisjoint(arrays);
+  {
     py::gil_scoped_release release;
     AdamStep<T>(arrays, static_cast<T>(alpha), static_cast<T>(c1), static_cast<T>(c2),
                 static_cast<T>(eps));
@@ -321,6 +322,7 @@ void BindAll(py::module_& m) {
   BindPooling(m);
   BindNormalization(m);
   BindDeviceBodies(m);
+  BindBf16(m);
 }
 
 }  // namespace bindings

@@ -22,6 +22,7 @@ struct CellConfig {
   Activation recurrent_activation = Activation::kSigmoid;
   bool go_backwards = false;
   bool reset_after = true;
+  bool bf16 = false;  // mixed precision: bf16 GEMMs where the CPU has AVX512-BF16
 };
 
 // Traits (see rnn_binding.cc and friends) supply: kName, kGates, kStates
@@ -278,6 +279,9 @@ py::class_<KernelObject<Cell, Traits>> BindKernel(py::module_& m, const char* do
   cls.def_property_readonly("activation",
                             [](const K& k) { return std::string(ActivationName(k.config().activation)); });
   cls.def_property_readonly("go_backwards", [](const K& k) { return k.config().go_backwards; });
+  cls.def_property_readonly("bf16", [](const K& k) { return k.config().bf16; },
+                            "Whether bf16 GEMMs were asked for (they run where bf16_status() "
+                            "says enabled; float32 GEMMs elsewhere).");
   cls.def_property_readonly("has_cache", &K::has_cache,
                             "Whether a training forward left a cache for backward().");
   return cls;

@@ -14,6 +14,7 @@ struct SimpleRNNTraits {
     SimpleRNNOptions o;
     o.activation = c.activation;
     o.go_backwards = c.go_backwards;
+    o.bf16 = c.bf16;
     return o;
   }
 };
@@ -24,14 +25,16 @@ void BindSimpleRNN(py::module_& m) {
   using K = KernelObject<SimpleRNN, SimpleRNNTraits>;
   BindKernel<SimpleRNN, SimpleRNNTraits>(
       m, "SimpleRNN over whole sequences: h_t = act(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias).")
-      .def(py::init([](Index units, const std::string& activation, bool go_backwards) {
+      .def(py::init([](Index units, const std::string& activation, bool go_backwards, bool bf16) {
              CellConfig c;
              c.units = units;
              c.activation = ParseActivation(activation);
              c.go_backwards = go_backwards;
+             c.bf16 = bf16;
              return new K(c);
            }),
-           py::arg("units"), py::arg("activation") = "tanh", py::arg("go_backwards") = false);
+           py::arg("units"), py::arg("activation") = "tanh", py::arg("go_backwards") = false,
+           py::arg("bf16") = false);
 }
 
 }  // namespace bindings

@@ -23,7 +23,7 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
   const bool after = o.reset_after;
-  q.Begin(a, kGates, training, o.go_backwards);
+  q.Begin(a, kGates, training, o.go_backwards, o.bf16);
   m.ra_buf.Reserve(static_cast<std::size_t>((training ? q.Tn : 1) * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
   const Index U = q.U, GU = q.GU;

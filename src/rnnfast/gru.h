@@ -25,6 +25,10 @@ struct GRUOptions {
   Activation recurrent_activation = Activation::kSigmoid;
   bool reset_after = true;
   bool go_backwards = false;
+  // Mixed precision (float only): GEMM operands rounded to bfloat16, sums,
+  // states and gate math in float32 (bf16.h). Ignored, float32 GEMMs, where
+  // Bf16Enabled() is false.
+  bool bf16 = false;
   template <typename T>
   struct Impl;  // gru.cc
 };

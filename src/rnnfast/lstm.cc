@@ -87,7 +87,7 @@ template <typename T>
 void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const ForwardArgs<T>& a) {
   Impl& m = *this;
   detail::Sequence<T>& q = m.seq;
-  q.Begin(a, kGates, training, o.go_backwards);
+  q.Begin(a, kGates, training, o.go_backwards, o.bf16);
   m.cs.Reserve(static_cast<std::size_t>(q.Slots() * q.B * q.U));
   const Activation act = o.activation, ract = o.recurrent_activation;
   const Index U = q.U, GU = q.GU;

@@ -16,7 +16,7 @@ struct SimpleRNNOptions::Impl {
 template <typename T>
 void SimpleRNNOptions::Impl<T>::Forward(const SimpleRNNOptions& o, bool training, const ForwardArgs<T>& a) {
   detail::Sequence<T>& q = seq;
-  q.Begin(a, kGates, training, o.go_backwards);
+  q.Begin(a, kGates, training, o.go_backwards, o.bf16);
   const Activation act = o.activation;
   const Index U = q.U;
 

@@ -16,6 +16,10 @@ struct SimpleRNNOptions {
   static constexpr int kGates = 1;
   Activation activation = Activation::kTanh;
   bool go_backwards = false;
+  // Mixed precision (float only): GEMM operands rounded to bfloat16, sums,
+  // states and gate math in float32 (bf16.h). Ignored, float32 GEMMs, where
+  // Bf16Enabled() is false.
+  bool bf16 = false;
   template <typename T>
   struct Impl;  // rnn.cc
 };

@@ -17,7 +17,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
+#include "rnnfast/bf16.h"
 #include "rnnfast/math.h"
 #include "rnnfast/threading.h"
 
@@ -36,6 +38,30 @@ inline Range Split(Index n, int parts, int i, Index align = 1) {
   chunk = ((chunk + align - 1) / align) * align;
   const Index b = std::min(n, chunk * i);
   return Range{b, std::min(n, b + chunk)};
+}
+
+// Sequence<T>'s bridges to the float-only bf16 routines (bf16.h): bf16_ is
+// never set for double, for which they do nothing.
+template <typename T>
+void ToBf16Rows(Index M, Index K, const T* src, Index ld, Pair* out, Index ldo, Index segs = 1) {
+  if constexpr (std::is_same<T, float>::value) ConvertBf16Rows(M, K, src, ld, out, ldo, segs);
+}
+template <typename T>
+void ToBf16Cols(Index K, Index M, const T* src, Index ld, Pair* out, Index ldo, Index q0,
+                Index q1) {
+  if constexpr (std::is_same<T, float>::value) ConvertBf16Cols(K, M, src, ld, out, ldo, q0, q1);
+}
+template <typename T>
+void PackBf16(Index K, Index N, const T* src, Index ld, bool trans, Pair* out, Index segs = 1,
+              T* colsum = nullptr) {
+  if constexpr (std::is_same<T, float>::value)
+    PackBf16Panels(K, N, src, ld, trans, out, segs, colsum);
+}
+template <typename T>
+void MulBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
+             Index panel_stride, T* C, Index ldc, bool accumulate) {
+  if constexpr (std::is_same<T, float>::value)
+    GemmBf16(M, N, Kq, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
 }
 
 // Threads for one call: a step's recurrent product must be big enough to pay
@@ -70,8 +96,9 @@ class Sequence {
   // Units are split on multiples of a cache line.
   static constexpr Index kAlign = static_cast<Index>(64 / sizeof(T));
 
-  // Checks the forward's arguments and sizes the workspace.
-  void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards) {
+  // Checks the forward's arguments and sizes the workspace. bf16: the cell's
+  // bf16 option (used for float where Bf16Enabled()).
+  void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards, bool bf16 = false) {
     const Dims& d = a.dims;
     if (d.batch <= 0 || d.time <= 0 || d.input <= 0 || d.units <= 0)
       throw std::invalid_argument("batch, time, input and units must all be positive");
@@ -105,8 +132,10 @@ class Sequence {
     if (n_rec > 0) rec_mask_.Reserve(static_cast<std::size_t>(n_rec * B * U));
     if (has_mask) step_mask_.Reserve(static_cast<std::size_t>(Tn * B));
     // Big recurrent kernels are multiplied from panels packed once per call
-    // (GemmPacked); members then own whole panels of units.
-    packed_ = PreferPacked<T>(GU, U);
+    // (GemmPacked); members then own whole panels of units. The bf16 GEMMs
+    // always read packed panels (of bf16 pairs).
+    bf16_ = std::is_same<T, float>::value && bf16 && Bf16Enabled();
+    packed_ = bf16_ || PreferPacked<T>(GU, U);
     // With packed kernels the input projection runs inside the loop, step by
     // step (ProjectStep): its [B, G*U] result is then read by the gate pass
     // from L1/L2 instead of from a [T, B, G*U] array in memory, and W's
@@ -117,11 +146,16 @@ class Sequence {
     // cache instead of to fresh memory, which evicted the panels from L2.
     gate_slots_ = (training || !fused_) ? Tn : 2;
     gates_.Reserve(static_cast<std::size_t>(gate_slots_ * B * GU));
-    if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
-    if (packed_) {
-      rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
+    if (bf16_) {
+      if (fused_) wpb_.Reserve(static_cast<std::size_t>(G * Bf16PanelPairs(Pairs(I), U)));
+      rpb_.Reserve(static_cast<std::size_t>(G * Bf16PanelPairs(Pairs(U), U)));
     } else {
-      rp_.Reserve(static_cast<std::size_t>(U * GU));
+      if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
+      if (packed_) {
+        rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
+      } else {
+        rp_.Reserve(static_cast<std::size_t>(U * GU));
+      }
     }
     scratch_.Reserve(static_cast<std::size_t>(B * GU));
     bias_work_.Reserve(static_cast<std::size_t>(GU));
@@ -142,7 +176,9 @@ class Sequence {
     if (has_bias && a.dbias == nullptr)
       throw std::invalid_argument("dbias is required: the forward had a bias");
     work_.Reserve(static_cast<std::size_t>(per_unit * B * U));
-    if (packed_) {
+    if (bf16_) {
+      rtpb_.Reserve(static_cast<std::size_t>(Bf16PanelPairs(G * Pairs(U), U)));
+    } else if (packed_) {
       rtp_.Reserve(static_cast<std::size_t>(PackedSize<T>(GU, U)));
     } else {
       rt_.Reserve(static_cast<std::size_t>(GU * U));
@@ -157,11 +193,17 @@ class Sequence {
     // (Members that split rows each hold all of them: ForwardThreads checked.)
     const double slice = static_cast<double>(I + U) * static_cast<double>(GU) * sizeof(T) /
                          ChooseThreads(B, U, G);
-    stream_ = rows_ || (XsCopies() == 1 && slice <= 0.5 * static_cast<double>(L2CacheBytes()));
+    // bf16: the weight gradients are always GEMMs after the loop (also when
+    // members split rows: the GEMMs split columns).
+    stream_ = !bf16_ && (rows_ || (XsCopies() == 1 &&
+                                   slice <= 0.5 * static_cast<double>(L2CacheBytes())));
     if (rows_ && row_threads_ > 1)
       part_.Reserve(static_cast<std::size_t>((row_threads_ - 1) * PartSize()));
     if (a.dx != nullptr) {  // null: no input gradient wanted
-      if (stream_) {
+      if (bf16_) {  // W^T's panels (gate blocks padded to pairs); dx by steps (StepInputGrads)
+        wtb_.Reserve(static_cast<std::size_t>(Bf16PanelPairs(G * Pairs(U), I)));
+        if (XsCopies() > 1) dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
+      } else if (stream_) {
         wt_.Reserve(static_cast<std::size_t>(GU * I));
       } else {
         dxt_.Reserve(static_cast<std::size_t>(Tn * B * I));
@@ -170,7 +212,14 @@ class Sequence {
   }
 
   // Threads for the backward of the cached forward.
-  int BackwardThreads() const { return rows_ ? row_threads_ : ChooseThreads(B, U, G); }
+  int BackwardThreads() const { return rows_ ? row_threads_ : UnitThreads(); }
+  // Threads that split units: bf16 members own whole panels (64 units), so
+  // no more members than panels.
+  int UnitThreads() const {
+    const int n = ChooseThreads(B, U, G);
+    if (!bf16_) return n;
+    return static_cast<int>(std::min<Index>(n, (U + kBf16Panel - 1) / kBf16Panel));
+  }
 
   // Where a member accumulates streamed weight gradients: the outputs, or
   // with rows_ for members other than the first, their own part_ slot
@@ -205,7 +254,18 @@ class Sequence {
             CBlk(a.kernel + rows.begin, I, rows.size(), GU).transpose();
     }
     const Range cols = PanelShare(team, own);
-    if (packed_ && cols.size() > 0) {
+    if (bf16_) {
+      // R^T and W^T with each gate's block padded to whole pairs (see
+      // RecTMul); members pack a share of W^T's panels.
+      const Index kq = G * Pairs(U);
+      if (cols.size() > 0)
+        PackBf16(GU, cols.size(), a.recurrent_kernel + cols.begin * GU, GU, true,
+                 rtpb_.data() + cols.begin / kBf16Panel * kq * kBf16Panel, G);
+      const Range ip = Split(I, team.size, team.rank, kBf16Panel);
+      if (a.dx != nullptr && ip.size() > 0)
+        PackBf16(GU, ip.size(), a.kernel + ip.begin * GU, GU, true,
+                 wtb_.data() + ip.begin / kBf16Panel * kq * kBf16Panel, G);
+    } else if (packed_ && cols.size() > 0) {
       const T* r = a.recurrent_kernel + cols.begin * GU;
       PackPanels<T>(GU, cols.size(), [&](Index k, Index j) { return r[j * GU + k]; },
                     rtp_.data() + cols.begin / kPanel<T> * GU * kPanel<T>);
@@ -232,7 +292,14 @@ class Sequence {
     if (rows.end < 0) rows.end = B;
     A += rows.begin * lda;
     out += rows.begin * ldo;
-    if (packed_) {
+    if (bf16_) {  // c and k are whole gates: pairs of gate blocks padded to even
+      const Index uq = Pairs(U), kq = k / U * uq;
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * kq));
+      ToBf16Rows(rows.size(), k, A, lda, a16, kq, k / U);
+      MulBf16(rows.size(), own.size(), kq, false, a16, kq,
+              rtpb_.data() + own.begin / kBf16Panel * G * uq * kBf16Panel + c / U * uq * kBf16Panel,
+              G * uq * kBf16Panel, out, ldo, accumulate);
+    } else if (packed_) {
       GemmPacked<T>(rows.size(), own.size(), k, A, lda,
                     rtp_.data() + own.begin / kPanel<T> * GU * kPanel<T> + c * kPanel<T>,
                     GU * kPanel<T>, out, ldo, accumulate);
@@ -249,7 +316,12 @@ class Sequence {
     if (rows.end < 0) rows.end = B;
     A += rows.begin * lda;
     out += rows.begin * ldo;
-    if (packed_) {
+    if (bf16_) {
+      const Index uq = Pairs(U);
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * uq));
+      ToBf16Rows(rows.size(), U, A, lda, a16, uq);
+      RecMulBf16(g, own, a16, rows.size(), out, ldo, accumulate);
+    } else if (packed_) {
       GemmPacked<T>(rows.size(), up, U, A, lda,
                     rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>,
                     U * kPanel<T>, out, ldo, accumulate);
@@ -257,6 +329,15 @@ class Sequence {
       Gemm<T>(false, false, rows.size(), up, U, A, lda, Rp(own) + g * up, G * up, out, ldo,
               accumulate);
     }
+  }
+
+  // RecMul from A already in bf16 pairs ([nr, Pairs(U)], rows layout).
+  void RecMulBf16(int g, Range own, const Pair* a16, Index nr, T* out, Index ldo,
+                  bool accumulate) const {
+    const Index uq = Pairs(U);
+    MulBf16(nr, own.size(), uq, false, a16, uq,
+            rpb_.data() + g * Bf16PanelPairs(uq, U) + own.begin / kBf16Panel * uq * kBf16Panel,
+            uq * kBf16Panel, out, ldo, accumulate);
   }
 
   // ---- layout ----
@@ -285,12 +366,13 @@ class Sequence {
   Index Orig(Index s) const { return go_backwards ? Tn - 1 - s : s; }
   Range Units(const Team& team) const {
     if (rows_) return Range{0, U};
-    return Split(U, team.size, team.rank, packed_ ? kPanel<T> : kAlign);
+    return Split(U, team.size, team.rank, packed_ ? PanelWidth() : kAlign);
   }
+  Index PanelWidth() const { return bf16_ ? kBf16Panel : kPanel<T>; }
   // The units whose panels this member packs: its own, or with rows_ (all
   // members share every panel) a share of them.
   Range PanelShare(const Team& team, Range own) const {
-    return rows_ ? Split(U, team.size, team.rank, kPanel<T>) : own;
+    return rows_ ? Split(U, team.size, team.rank, PanelWidth()) : own;
   }
   // The batch rows this member runs the time loop for (all without rows_).
   Range Rows(const Team& team) const {
@@ -307,7 +389,7 @@ class Sequence {
   int ForwardThreads() {
     rows_ = false;
     row_threads_ = 1;
-    const int by_units = ChooseThreads(B, U, G);
+    const int by_units = UnitThreads();
     const double l2 = static_cast<double>(L2CacheBytes());
     const double weights = static_cast<double>(G) * static_cast<double>(I + U) *
                            static_cast<double>(U) * sizeof(T);
@@ -381,6 +463,18 @@ class Sequence {
     // Packed recurrent kernel: this member's columns of every gate, side by
     // side, so that a step's product is one GEMM; or, for big kernels, each
     // gate's panels of this member's units.
+    if (bf16_) {  // the same, as panels of bf16 pairs
+      const Range cols = PanelShare(team, own);
+      const Index pu = cols.size(), p0 = cols.begin / kBf16Panel, uq = Pairs(U), iq = Pairs(I);
+      for (int g = 0; g < G && pu > 0; ++g) {
+        PackBf16(U, pu, a.recurrent_kernel + g * U + cols.begin, GU, false,
+                 rpb_.data() + g * Bf16PanelPairs(uq, U) + p0 * uq * kBf16Panel);
+        if (fused_)
+          PackBf16(I, pu, a.kernel + g * U + cols.begin, GU, false,
+                   wpb_.data() + g * Bf16PanelPairs(iq, U) + p0 * iq * kBf16Panel);
+      }
+      return;
+    }
     if (packed_) {
       const Range cols = PanelShare(team, own);
       const Index pu = cols.size(), p0 = cols.begin / kPanel<T>;
@@ -417,12 +511,23 @@ class Sequence {
   // Gates(s)[:, this member's units of every gate] = Xs(s) @ kernel + bias,
   // from W's packed panels (fused_ only).
   void ProjectStep(Index s, Range own, Range rows) const {
-    const Index up = own.size();
+    const Index up = own.size(), iq = Pairs(I);
+    Pair* x16 = nullptr;
+    if (bf16_) {  // the step's inputs as bf16 pairs once, for every gate
+      x16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * iq));
+      ToBf16Rows(rows.size(), I, Xs(0, s) + rows.begin * I, I, x16, iq);
+    }
     for (int g = 0; g < G; ++g) {
       T* out = Gates(s) + rows.begin * GU + g * U + own.begin;
-      GemmPacked<T>(rows.size(), up, I, Xs(0, s) + rows.begin * I, I,
-                    wpp_.data() + g * PackedSize<T>(I, U) + own.begin / kPanel<T> * I * kPanel<T>,
-                    I * kPanel<T>, out, GU, false);
+      if (bf16_) {
+        MulBf16(rows.size(), up, iq, false, x16, iq,
+                wpb_.data() + g * Bf16PanelPairs(iq, U) + own.begin / kBf16Panel * iq * kBf16Panel,
+                iq * kBf16Panel, out, GU, false);
+      } else {
+        GemmPacked<T>(rows.size(), up, I, Xs(0, s) + rows.begin * I, I,
+                      wpp_.data() + g * PackedSize<T>(I, U) + own.begin / kPanel<T> * I * kPanel<T>,
+                      I * kPanel<T>, out, GU, false);
+      }
       if (step_bias_ == nullptr) continue;
       const ConstRow<T> b(step_bias_ + g * U + own.begin, up);
       for (Index r = 0; r < rows.size(); ++r) Row<T>(out + r * GU, up) += b;
@@ -437,7 +542,17 @@ class Sequence {
   void ProjectInputs(const Team& team, const T* kernel, const T* bias) {
     const Range r = Split(Tn * B, team.size, team.rank);
     if (r.size() == 0) return;
-    if (XsCopies() > 1) {
+    if (bf16_) {  // per-gate input masks (otherwise fused_): every member packs all of W
+      const Index iq = Pairs(I);
+      Pair* w16 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(iq, U)));
+      Pair* x16 = Bf16Scratch(1, static_cast<std::size_t>(r.size() * iq));
+      for (int g = 0; g < XsCopies(); ++g) {
+        PackBf16(I, U, kernel + g * U, GU, false, w16);
+        ToBf16Rows(r.size(), I, Xs(g) + r.begin * I, I, x16, iq);
+        MulBf16(r.size(), U, iq, false, x16, iq, w16, iq * kBf16Panel,
+                gates_.data() + r.begin * GU + g * U, GU, false);
+      }
+    } else if (XsCopies() > 1) {
       for (int g = 0; g < G; ++g)
         Gemm<T>(false, false, r.size(), U, I, Xs(g) + r.begin * I, I, kernel + g * U, GU,
                 gates_.data() + r.begin * GU + g * U, GU, false);
@@ -461,7 +576,18 @@ class Sequence {
     if (fused_) ProjectStep(s, own, rows);
     const Index r0 = rows.begin, nr = rows.size();
     T* out = Scratch(own) + r0 * G * up;
-    if (packed_) {
+    if (bf16_) {  // h_{s-1} as bf16 pairs once for the gates that share it
+      const Index uq = Pairs(U);
+      Pair* h16 = Bf16Scratch(0, static_cast<std::size_t>(nr * uq));
+      const T* converted = nullptr;
+      for (int g = g0; g < g1; ++g) {
+        if (RecSource(g, s) != converted) {
+          converted = RecSource(g, s);
+          ToBf16Rows(nr, U, converted + r0 * U, U, h16, uq);
+        }
+        RecMulBf16(g, own, h16, nr, out + g * up, G * up, false);
+      }
+    } else if (packed_) {
       for (int g = g0; g < g1; ++g)
         RecMul(g, own, RecSource(g, s), U, Scratch(own) + g * up, G * up, false, rows);
     } else if (n_rec == G && G > 1) {
@@ -626,15 +752,27 @@ class Sequence {
   // Streaming: rows of dx for step s, a share of the input features (needs
   // every unit's gate gradients: after the step's Sync), or with rows_ all
   // features of this member's rows.
+  // bf16: every step's dx this way (one input copy; otherwise after the
+  // loop), from dG as bf16 pairs and W^T's panels, a share of the panels.
   void StepInputGrads(const Team& team, Index s, const BackwardArgs<T>& a) const {
-    if (!stream_ || a.dx == nullptr) return;
-    const Range f = rows_ ? Range{0, I} : Split(I, team.size, team.rank, kAlign);
+    if (a.dx == nullptr || (bf16_ ? XsCopies() > 1 : !stream_)) return;
+    const Range f =
+        rows_ ? Range{0, I} : Split(I, team.size, team.rank, bf16_ ? kBf16Panel : kAlign);
     const Range rows = Rows(team);
     if (f.size() == 0 || rows.size() == 0) return;
     const Index r0 = rows.begin, nr = rows.size();
     T* dst = a.dx + (r0 * Tn + Orig(s)) * I + f.begin;  // row b at b * Tn * I
-    Gemm<T>(false, false, nr, f.size(), GU, Gates(s) + r0 * GU, GU, wt_.data() + f.begin, I, dst,
-            Tn * I, false);
+    if (bf16_) {
+      const Index kq = G * Pairs(U);
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(nr * kq));
+      ToBf16Rows(nr, GU, Gates(s) + r0 * GU, GU, a16, kq, G);
+      MulBf16(nr, f.size(), kq, false, a16, kq,
+              wtb_.data() + f.begin / kBf16Panel * kq * kBf16Panel, kq * kBf16Panel, dst, Tn * I,
+              false);
+    } else {
+      Gemm<T>(false, false, nr, f.size(), GU, Gates(s) + r0 * GU, GU, wt_.data() + f.begin, I,
+              dst, Tn * I, false);
+    }
     if (n_in > 0)
       Blk(dst, nr, f.size(), Tn * I) *= CBlk(InMask(0) + r0 * I + f.begin, nr, f.size(), I);
   }
@@ -697,7 +835,8 @@ class Sequence {
                       bool separate_rec_bias) {
     const Index rows = Tn * B;
     const Range cols = Split(GU, team.size, team.rank, kAlign);
-    for (int g = 0; g < G; ++g) {
+    if (bf16_) WeightGradsBf16(team, a, rg, separate_rec_bias);
+    for (int g = 0; g < G && !bf16_; ++g) {
       const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, (g + 1) * U);
       if (c1 <= c0) continue;
       const Index w = c1 - c0, off = c0 - g * U;
@@ -712,13 +851,24 @@ class Sequence {
     }
     // dx: this member's time steps, then scattered to batch-major order.
     const Range steps = Split(Tn, team.size, team.rank);
-    if (steps.size() == 0 || a.dx == nullptr) return;
+    if (steps.size() == 0 || a.dx == nullptr || (bf16_ && XsCopies() == 1)) return;
     const Index r0 = steps.begin * B, nr = steps.size() * B;
     const int groups = XsCopies() > 1 ? G : 1;
     for (int g = 0; g < groups; ++g) {
       const Index k = groups > 1 ? U : GU;
-      Gemm<T>(false, true, nr, I, k, gates_.data() + r0 * GU + g * U, GU, a.kernel + g * U, GU,
-              dxt_.data() + r0 * I, I, false);
+      if (bf16_) {  // W^T's panels from PrepareBackward; dG as bf16 in chunks of rows
+        const Index uq = Pairs(U), kq = k / U * uq, chunk = 384;
+        for (Index r = r0; r < r0 + nr; r += chunk) {
+          const Index m = std::min(chunk, r0 + nr - r);
+          Pair* a16 = Bf16Scratch(1, static_cast<std::size_t>(m * kq));
+          ToBf16Rows(m, k, gates_.data() + r * GU + g * U, GU, a16, kq, k / U);
+          MulBf16(m, I, kq, false, a16, kq, wtb_.data() + g * uq * kBf16Panel,
+                  G * uq * kBf16Panel, dxt_.data() + r * I, I, false);
+        }
+      } else {
+        Gemm<T>(false, true, nr, I, k, gates_.data() + r0 * GU + g * U, GU, a.kernel + g * U, GU,
+                dxt_.data() + r0 * I, I, false);
+      }
       for (Index s = steps.begin; s < steps.end; ++s) {
         for (Index b = 0; b < B; ++b) {
           Row<T> dst(a.dx + (b * Tn + Orig(s)) * I, I);
@@ -738,6 +888,66 @@ class Sequence {
     }
   }
 
+  // ParameterGrads' weight gradients with bf16 GEMMs. First every member
+  // converts a share of the left operands X^T and H^T (bf16 pairs along
+  // T*B, columns layout: one per distinct input copy or recurrent source);
+  // then each member its columns, dG packed in slices of T*B.
+  void WeightGradsBf16(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg,
+                       bool separate_rec_bias) {
+    const Index rows = Tn * B, kq = Pairs(rows);
+    const T* src[8];
+    Index width[8], at[8];
+    int n = 0, xi[4], ri[4];
+    auto find = [&](const T* p, Index w) {
+      for (int i = 0; i < n; ++i)
+        if (src[i] == p) return i;
+      src[n] = p;
+      width[n] = w;
+      at[n] = n == 0 ? 0 : at[n - 1] + kq * width[n - 1];
+      return n++;
+    };
+    for (int g = 0; g < G; ++g) xi[g] = find(Xs(g), I);
+    for (int g = 0; g < G; ++g) ri[g] = find(rg.src[g], U);
+    if (team.rank == 0)  // the others wait at the Sync below
+      ops_.Reserve(static_cast<std::size_t>(at[n - 1] + kq * width[n - 1]));
+    team.Sync();
+    const Range qs = Split(kq, team.size, team.rank);
+    for (int i = 0; i < n; ++i)
+      ToBf16Cols(rows, width[i], src[i], width[i], ops_.data() + at[i], width[i], qs.begin, qs.end);
+    team.Sync();
+    const Range cols = Split(GU, team.size, team.rank, kAlign);
+    constexpr Index kSlice = 1024;  // rows of T*B per packed slice of dG (even)
+    for (int g = 0; g < G; ++g) {
+      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, (g + 1) * U);
+      if (c1 <= c0) continue;
+      const Index w = c1 - c0, off = c0 - g * U;
+      const T* dgi = gates_.data() + c0;
+      const T* dgr = rg.dg[g] + off;
+      const bool same = dgr == dgi && rg.ld[g] == GU;  // one B for both products
+      // The bias gradients: dG's column sums, added up while the packs read it.
+      T* dbi = has_bias ? a.dbias + c0 : nullptr;
+      T* dbr = has_bias && separate_rec_bias ? a.dbias + GU + c0 : nullptr;
+      if (dbi != nullptr) Row<T>(dbi, w).setZero();
+      if (dbr != nullptr) Row<T>(dbr, w).setZero();
+      for (Index k0 = 0; k0 < rows; k0 += kSlice) {
+        const Index kr = std::min(kSlice, rows - k0), sq = Pairs(kr);
+        Pair* bi = Bf16Scratch(1, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
+        PackBf16(kr, w, dgi + k0 * GU, GU, false, bi, 1, dbi);
+        MulBf16(I, w, sq, true, ops_.data() + at[xi[g]] + k0 / 2 * I, I, bi, sq * kBf16Panel,
+                a.dkernel + c0, GU, k0 > 0);
+        const Pair* br = bi;
+        if (!same) {
+          Pair* b2 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
+          PackBf16(kr, w, dgr + k0 * rg.ld[g], rg.ld[g], false, b2, 1, dbr);
+          br = b2;
+        }
+        MulBf16(U, w, sq, true, ops_.data() + at[ri[g]] + k0 / 2 * U, U, br, sq * kBf16Panel,
+                a.drecurrent_kernel + c0, GU, k0 > 0);
+      }
+      if (same && dbr != nullptr) Row<T>(dbr, w) = Row<T>(dbi, w);
+    }
+  }
+
   // After the backward time loop: dL/dh0, then (all members) ParameterGrads
   // unless they were streamed; with rows_, the members' accumulators summed
   // into the outputs, each member a share of every array.
@@ -746,7 +956,7 @@ class Sequence {
     WriteLast(a.dh0, dh_rec, own, Rows(team));
     if (stream_ && !(rows_ && team.size > 1)) return;
     team.Sync();
-    if (!rows_) {
+    if (!rows_ || !stream_) {
       ParameterGrads(team, a, rg, separate_rec_bias);
       return;
     }
@@ -793,6 +1003,10 @@ class Sequence {
   int row_threads_ = 1;  // and how many asked for (the backward asks as many)
   Buffer<T> part_;       // with rows_: members' weight-gradient accumulators (Accumulators)
   bool packed_ = false;  // rpp_ and rtp_ (panels) instead of rp_ and rt_
+  // bf16 GEMMs (implies packed_): rpb_, wpb_, rtpb_ instead of rpp_, wpp_,
+  // rtp_; ops_ and wtb_ for the weight and input gradients after the loop.
+  bool bf16_ = false;
+  Buffer<Pair> rpb_, wpb_, rtpb_, ops_, wtb_;
   bool fused_ = false;   // input projection per step from wpp_ (W's panels)
   Index gate_slots_ = 0;  // steps whose gates Gates() keeps: Tn, or 2 (see Begin)
   const T* step_bias_ = nullptr;

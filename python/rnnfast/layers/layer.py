@@ -30,7 +30,8 @@ import threading
 
 import numpy as np
 
-from .. import _budget, _config, _tree
+from .. import _budget, _tree
+from .. import mixed_precision
 
 from .._naming import auto_name
 from .. import constraints as constraints_module
@@ -46,13 +47,9 @@ def dtype_policy(name: str) -> dict:
 
 
 def resolve_dtype(dtype) -> np.dtype:
-    if isinstance(dtype, dict):  # a Keras 3 dtype policy
-        dtype = (dtype.get("config") or {}).get("name")
-    if dtype is None:
-        dtype = _config.floatx()
-    if dtype not in _config.SUPPORTED_FLOATX:
-        raise ValueError(f"rnnfast layers compute in float32 or float64; got dtype={dtype!r}")
-    return np.dtype(dtype)
+    """The NumPy dtype of a layer's arrays under a dtype (a name, a policy, a
+    Keras 3 policy dict, or None: the global policy); float32 for mixed_bfloat16."""
+    return np.dtype(mixed_precision.get(dtype).variable_dtype)
 
 
 class Variable:
@@ -217,7 +214,10 @@ class Layer:
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) "
                             f"{sorted(kwargs)}")
-        self.compute_dtype = resolve_dtype(dtype)
+        # compute_dtype: the NumPy dtype of the layer's arrays (float32 under
+        # mixed_bfloat16, whose bf16 GEMMs the recurrent kernels do inside).
+        self._dtype_policy = mixed_precision.get(dtype)
+        self.compute_dtype = np.dtype(self._dtype_policy.variable_dtype)
         self.name = name or auto_name(type(self).__name__)
         self.trainable = trainable
         self.built = False
@@ -239,6 +239,15 @@ class Layer:
     @property
     def dtype(self):
         return self.compute_dtype.name
+
+    @property
+    def dtype_policy(self):
+        """The layer's policy (``rnnfast.mixed_precision.DTypePolicy``)."""
+        return self._dtype_policy
+
+    @property
+    def variable_dtype(self):
+        return self._dtype_policy.variable_dtype
 
     # ---- weights -----------------------------------------------------------------
 
@@ -447,7 +456,7 @@ class Layer:
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
-                "dtype": dtype_policy(self.compute_dtype.name)}
+                "dtype": mixed_precision.serialize(self._dtype_policy)}
 
     @classmethod
     def from_config(cls, config):

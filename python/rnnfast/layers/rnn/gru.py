@@ -36,7 +36,8 @@ class GRUCell(KernelCell):
     def make_kernel(self, go_backwards):
         return _core.GRUKernel(self.units, activation=self._activation_name,
                                recurrent_activation=self._recurrent_activation_name,
-                               reset_after=self.reset_after, go_backwards=go_backwards)
+                               reset_after=self.reset_after, go_backwards=go_backwards,
+                               bf16=self._dtype_policy.is_mixed)
 
     def get_config(self):
         config = super().get_config()

@@ -44,7 +44,7 @@ class LSTMCell(KernelCell):
     def make_kernel(self, go_backwards):
         return _core.LSTMKernel(self.units, activation=self._activation_name,
                                 recurrent_activation=self._recurrent_activation_name,
-                                go_backwards=go_backwards)
+                                go_backwards=go_backwards, bf16=self._dtype_policy.is_mixed)
 
     def get_config(self):
         config = super().get_config()

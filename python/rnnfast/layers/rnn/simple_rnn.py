@@ -25,7 +25,7 @@ class SimpleRNNCell(KernelCell):
 
     def make_kernel(self, go_backwards):
         return _core.SimpleRNNKernel(self.units, activation=self._activation_name,
-                                     go_backwards=go_backwards)
+                                     go_backwards=go_backwards, bf16=self._dtype_policy.is_mixed)
 
 
 @register

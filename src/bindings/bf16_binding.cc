@@ -1,0 +1,29 @@
+// Mixed precision's switches: whether the bf16 GEMMs run here, and turning
+// them off (the kernels' bf16 option then runs float32 GEMMs).
+#include "bindings/common.h"
+#include "rnnfast/bf16.h"
+
+namespace rnnfast {
+namespace bindings {
+
+void BindBf16(py::module_& m) {
+  m.def(
+      "bf16_status",
+      []() {
+        py::dict d;
+        d["supported"] = Bf16Supported();
+        d["enabled"] = Bf16Enabled();
+        d["reason"] = std::string(Bf16Unsupported());
+        d["path"] = Bf16Enabled() ? "avx512_bf16" : "float32";
+        return d;
+      },
+      "Whether the kernels' bf16 option runs bf16 GEMMs: supported (this build has them and "
+      "the CPU has AVX512_BF16; reason says why not), enabled (supported and not switched off), "
+      "path ('avx512_bf16' or 'float32').");
+  m.def("set_bf16_enabled", &SetBf16Enabled, py::arg("enabled"),
+        "Turns the bf16 GEMMs on or off for later forwards (off: the bf16 option runs float32 "
+        "GEMMs). RNNFAST_BF16=0 in the environment starts it off.");
+}
+
+}  // namespace bindings
+}  // namespace rnnfast
