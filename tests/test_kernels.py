@@ -7,7 +7,8 @@ scale as the absolute floor; see kernel_harness.assert_close).
 import numpy as np
 import pytest
 
-from kernel_harness import (GRAD_KEYS, Case, assert_close, make_arrays, output_grads,
+from kernel_harness import (GATES, GRAD_KEYS, Case, assert_close, kernel_forward, make_arrays,
+                            make_kernel, output_grads,
                             reference_backward, reference_forward, run_kernel, tolerance)
 
 ACTIVATIONS = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear"]
@@ -146,3 +147,39 @@ def test_lstm_whole_row_gates_match_reference(case, dtype):
 @pytest.mark.parametrize("case", multithreaded_cases(), ids=case_id)
 def test_matches_reference_multithreaded(case, dtype):
     check_against_reference(case.replace(dtype=dtype))
+
+
+def batch_one_inference_cases():
+    # A one-row inference forward reads recurrent_kernel in place (no packed or
+    # reordered copy): small and packed-size U, with the options that change
+    # which recurrent products run (per-gate recurrent masks, GRU's reset_before).
+    out = []
+    for cell in ("simple_rnn", "lstm", "gru"):
+        for U in (6, 130):
+            base = Case(cell, B=1, T=4, I=3, U=U)
+            out += [base, base.replace(T=1), base.replace(go_backwards=True, initial_state=True),
+                    base.replace(recurrent_dropout=GATES[cell], input_dropout=1, mask=True),
+                    base.replace(bias=False)]
+        out.append(Case("gru", B=1, T=3, I=3, U=130, reset_after=False, recurrent_dropout=3))
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", batch_one_inference_cases(), ids=case_id)
+def test_batch_one_inference_matches_reference(case, dtype, threads):
+    import rnnfast
+
+    case = case.replace(dtype=dtype)
+    a = make_arrays(case)
+    y_ref, states_ref, _ = reference_forward(case, a)
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        y, states = kernel_forward(case, make_kernel(case), a, training=False)
+    finally:
+        rnnfast.set_num_threads(before)
+    tol = tolerance(case.dtype)
+    assert_close(y, y_ref, tol, "y")
+    for i, (s, s_ref) in enumerate(zip(states, states_ref)):
+        assert_close(s, s_ref, tol, f"final state {i}")

@@ -135,7 +135,13 @@ class Sequence {
     // (GemmPacked); members then own whole panels of units. The bf16 GEMMs
     // always read packed panels (of bf16 pairs).
     bf16_ = std::is_same<T, float>::value && bf16 && Bf16Enabled();
-    packed_ = bf16_ || PreferPacked<T>(GU, U);
+    // A one-row inference forward (batch-1 serving, a streamed step) reads R
+    // where it lies: its products are matrix-vector ones, which reuse nothing
+    // that packing or reordering would lay out, so a copy of R per call only
+    // costs (LSTM U=256, one step: ~1 MiB copied per call).
+    direct_ = !train && !bf16_ && B == 1;
+    r_direct_ = direct_ ? a.recurrent_kernel : nullptr;
+    packed_ = !direct_ && (bf16_ || PreferPacked<T>(GU, U));
     // With packed kernels the input projection runs inside the loop, step by
     // step (ProjectStep): its [B, G*U] result is then read by the gate pass
     // from L1/L2 instead of from a [T, B, G*U] array in memory, and W's
@@ -153,7 +159,7 @@ class Sequence {
       if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
       if (packed_) {
         rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
-      } else {
+      } else if (!direct_) {
         rp_.Reserve(static_cast<std::size_t>(U * GU));
       }
     }
@@ -326,6 +332,9 @@ class Sequence {
                     rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>,
                     U * kPanel<T>, out, ldo, accumulate);
     } else {
+      if (direct_)
+        return Gemm<T>(false, false, rows.size(), up, U, A, lda, r_direct_ + g * U + own.begin, GU,
+                       out, ldo, accumulate);
       Gemm<T>(false, false, rows.size(), up, U, A, lda, Rp(own) + g * up, G * up, out, ldo,
               accumulate);
     }
@@ -489,6 +498,7 @@ class Sequence {
       }
       return;
     }
+    if (direct_) return;  // R is read where it lies
     // Members that split rows share one copy of R: each copies some of its rows.
     const Range k = rows_ ? Split(U, team.size, team.rank) : Range{0, U};
     T* rp = rp_.data() + U * G * own.begin + k.begin * G * up;
@@ -587,7 +597,7 @@ class Sequence {
         }
         RecMulBf16(g, own, h16, nr, out + g * up, G * up, false);
       }
-    } else if (packed_) {
+    } else if (packed_ || direct_) {
       for (int g = g0; g < g1; ++g)
         RecMul(g, own, RecSource(g, s), U, Scratch(own) + g * up, G * up, false, rows);
     } else if (n_rec == G && G > 1) {
@@ -1003,6 +1013,8 @@ class Sequence {
   int row_threads_ = 1;  // and how many asked for (the backward asks as many)
   Buffer<T> part_;       // with rows_: members' weight-gradient accumulators (Accumulators)
   bool packed_ = false;  // rpp_ and rtp_ (panels) instead of rp_ and rt_
+  bool direct_ = false;  // inference with one row: R read in place (r_direct_), no rp_
+  const T* r_direct_ = nullptr;
   // bf16 GEMMs (implies packed_): rpb_, wpb_, rtpb_ instead of rpp_, wpp_,
   // rtp_; ops_ and wtb_ for the weight and input gradients after the loop.
   bool bf16_ = false;
