@@ -10,7 +10,6 @@
 
 namespace rnnfast {
 
-using detail::CBlk;
 using detail::ConstRow;
 using detail::Range;
 using detail::Row;
@@ -42,6 +41,42 @@ void TeamColumnSum(const Team& team, Index R, Index C, std::vector<T>& slots, T*
   team.Sync();
 }
 
+// Sums in one fixed order, packet by packet from the first element (the last
+// packet zero-padded): Eigen's reductions start their packets at the first
+// aligned address, so the same row summed at another address rounded
+// differently, and two calls on equal data could differ in the last bit.
+template <typename T>
+T RowDot(const T* p, const T* q, Index n) {
+  using detail::LoadN;
+  namespace pk = detail::pk;
+  detail::Packet<T> acc = pk::pset1<detail::Packet<T>>(T(0));
+  detail::ForEachPacket<T>(n, [&](Index j, Index c) {
+    acc = pk::padd(acc, pk::pmul(LoadN(p + j, c), LoadN(q + j, c)));
+  });
+  return pk::predux(acc);
+}
+template <typename T>
+T RowSum(const T* p, Index n) {
+  using detail::LoadN;
+  namespace pk = detail::pk;
+  detail::Packet<T> acc = pk::pset1<detail::Packet<T>>(T(0));
+  detail::ForEachPacket<T>(n, [&](Index j, Index c) { acc = pk::padd(acc, LoadN(p + j, c)); });
+  return pk::predux(acc);
+}
+// out[c] = 1 / sqrt(var[c] + epsilon), correctly rounded: Eigen's packet
+// rsqrt (AVX-512: an estimate refined by Newton steps) rounds otherwise than
+// its scalar one, so the result depended on the buffer's alignment.
+template <typename T>
+void InvSqrt(const T* var, T epsilon, Index C, T* out) {
+  for (Index c = 0; c < C; ++c) out[c] = T(1) / std::sqrt(var[c] + epsilon);
+}
+// acc += rows [rows) of the row-major [*, C] array p, one row at a time
+// (element-wise: the same at any address, unlike colwise().sum()).
+template <typename T>
+void AddRows(const T* p, Index C, const Range& rows, Row<T>& acc) {
+  for (Index r = rows.begin; r < rows.end; ++r) acc += ConstRow<T>(p + r * C, C);
+}
+
 }  // namespace
 
 template <typename T>
@@ -51,11 +86,12 @@ void LayerNormForward(Index R, Index C, T epsilon, const T* x, const T* gamma, c
     const Range rows = Split(R, team.size, team.rank);
     for (Index r = rows.begin; r < rows.end; ++r) {
       const ConstRow<T> xr(x + r * C, C);
-      const T m = xr.sum() / static_cast<T>(C);
-      const T var = (xr - m).square().sum() / static_cast<T>(C);
-      const T s = T(1) / std::sqrt(var + epsilon);
+      const T m = RowSum(x + r * C, C) / static_cast<T>(C);
       Row<T> yr(y + r * C, C);
-      yr = (xr - m) * s;
+      yr = xr - m;
+      const T var = RowDot(y + r * C, y + r * C, C) / static_cast<T>(C);
+      const T s = T(1) / std::sqrt(var + epsilon);
+      yr *= s;
       if (gamma != nullptr) yr *= ConstRow<T>(gamma, C);
       if (beta != nullptr) yr += ConstRow<T>(beta, C);
       if (mean != nullptr) mean[r] = m;
@@ -78,8 +114,8 @@ void LayerNormBackward(Index R, Index C, const T* x, const T* mean, const T* rst
       const ConstRow<T> dyr(dy + r * C, C);
       xhat = (ConstRow<T>(x + r * C, C) - mean[r]) * rstd[r];
       g = gamma != nullptr ? (dyr * ConstRow<T>(gamma, C)).eval() : dyr.eval();
-      const T mg = g.sum() / static_cast<T>(C);
-      const T mgx = (g * xhat).sum() / static_cast<T>(C);
+      const T mg = RowSum(xh + C, C) / static_cast<T>(C);
+      const T mgx = RowDot(xh + C, xh, C) / static_cast<T>(C);
       Row<T>(dx + r * C, C) = (g - mg - xhat * mgx) * rstd[r];
     }
     if (dgamma != nullptr)
@@ -89,7 +125,7 @@ void LayerNormBackward(Index R, Index C, const T* x, const T* mean, const T* rst
       });
     if (dbeta != nullptr)
       TeamColumnSum<T>(team, R, C, slots, dbeta, [&](const Range& rr, Row<T>& acc) {
-        acc += CBlk(dy + rr.begin * C, rr.size(), C, C).colwise().sum();
+        AddRows(dy, C, rr, acc);
       });
   });
 }
@@ -101,7 +137,7 @@ void ColumnMoments(Index R, Index C, const T* x, T* mean, T* var) {
   const T inv = T(1) / static_cast<T>(R);
   ParallelRun(want, [&](const Team& team) {
     TeamColumnSum<T>(team, R, C, slots, mean, [&](const Range& rr, Row<T>& acc) {
-      acc += CBlk(x + rr.begin * C, rr.size(), C, C).colwise().sum();
+      AddRows(x, C, rr, acc);
     });
     if (team.rank == 0) Row<T>(mean, C) *= inv;
     team.Sync();
@@ -119,7 +155,7 @@ void BatchNormApply(Index R, Index C, T epsilon, const T* x, const T* mean, cons
   // Keras: (x - mean) * (rsqrt(var + eps) * gamma) + beta.
   std::vector<T> scale(static_cast<std::size_t>(C));
   Row<T> s(scale.data(), C);
-  s = (ConstRow<T>(var, C) + epsilon).rsqrt();
+  InvSqrt(var, epsilon, C, scale.data());
   if (gamma != nullptr) s *= ConstRow<T>(gamma, C);
   ParallelRun(NormThreads(R, C), [&](const Team& team) {
     const Range rows = Split(R, team.size, team.rank);
@@ -143,12 +179,12 @@ void BatchNormBackward(Index R, Index C, T epsilon, const T* x, const T* mean, c
   T* sdy = sums.data();
   T* sdyx = sums.data() + C;
   T* rs = sums.data() + 2 * C;
-  Row<T>(rs, C) = (ConstRow<T>(var, C) + epsilon).rsqrt();
+  InvSqrt(var, epsilon, C, rs);
   const T inv = T(1) / static_cast<T>(R);
   ParallelRun(want, [&](const Team& team) {
     const ConstRow<T> m(mean, C), s(rs, C);
     TeamColumnSum<T>(team, R, C, slots, sdy, [&](const Range& rr, Row<T>& acc) {
-      acc += CBlk(dy + rr.begin * C, rr.size(), C, C).colwise().sum();
+      AddRows(dy, C, rr, acc);
     });
     TeamColumnSum<T>(team, R, C, slots, sdyx, [&](const Range& rr, Row<T>& acc) {
       for (Index r = rr.begin; r < rr.end; ++r)
