@@ -25,7 +25,8 @@ from rnnfast import _budget, _io, _rng, layers
 from rnnfast.interop import FormatError, from_keras
 
 DATA = Path(__file__).parent / "data"
-PYTHON = Path(__file__).parent.parent / "python"
+# The rnnfast these tests imported (the source tree or an installed wheel) for the children.
+PYTHON = Path(keras.__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     [str(PYTHON)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
 
