@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 
 import rnnfast as keras
 from rnnfast import _budget, _io, _rng, layers
-from rnnfast.interop import FormatError, from_keras
+from rnnfast.interop import ConversionError, FormatError, from_keras
 
 DATA = Path(__file__).parent / "data"
 # The rnnfast these tests imported (the source tree or an installed wheel) for the children.
@@ -632,3 +633,452 @@ def test_a_save_killed_midway_leaves_the_previous_file(tmp_path):
         loaded.save(path)  # the next save of this target removes them
         assert sorted(os.listdir(tmp_path)) == ["m.rnnfast", "other.rnnfast"]
     assert left >= 1  # a kill did land mid-save
+
+
+# ---- configs naming code: nothing runs ----------------------------------------------------
+
+@pytest.fixture
+def no_code_runs(monkeypatch, tmp_path):
+    """Spies on every way a loader could run something a file names: shell
+    and process calls, eval/exec, decoding stored code (marshal, as Keras's
+    lambdas are stored) and unpickling. Yields the sentinel path a payload
+    would create; the test fails if any spy was called."""
+    import builtins
+    import marshal
+    import pickle
+
+    calls = []
+    sentinel = tmp_path / "SENTINEL"
+    marker = str(sentinel)
+
+    def spy(name):
+        def called(*args, **kwargs):
+            calls.append((name, args[:1]))
+            raise AssertionError(f"{name} was called while loading")
+        return called
+
+    for module, names in ((os, ["system", "popen", "execv", "execve", "execvp", "spawnv",
+                                "posix_spawn"]),
+                          (subprocess, ["Popen", "run", "call", "check_output"])):
+        for name in names:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, spy(f"{module.__name__}.{name}"))
+
+    def guarded(real, name):
+        # Imports unmarshal their bytecode: only the payload's (which holds
+        # the sentinel's path) counts.
+        def run(source, *args, **kwargs):
+            text = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else \
+                str(source).encode()
+            if marker.encode() in text or b"SENTINEL" in text:
+                calls.append((name, source))
+                raise AssertionError(f"{name} ran the payload while loading")
+            return real(source, *args, **kwargs)
+        return run
+
+    for module, name in ((builtins, "eval"), (builtins, "exec"), (marshal, "loads"),
+                         (pickle, "loads")):
+        monkeypatch.setattr(module, name, guarded(getattr(module, name),
+                                                  f"{module.__name__}.{name}"))
+    monkeypatch.setattr(pickle, "Unpickler", spy("pickle.Unpickler"))
+    monkeypatch.setattr(pickle, "load", spy("pickle.load"))
+    yield sentinel
+    monkeypatch.undo()
+    assert not calls, calls
+    assert not sentinel.exists()
+
+
+def code_payloads(sentinel):
+    """Config edits naming code, each (name, where, edit of the model config)."""
+    import base64
+    import marshal
+
+    code = base64.b64encode(marshal.dumps(compile(f"open({str(sentinel)!r}, 'w').close()",
+                                                  "payload", "exec"))).decode()
+    touch = f"touch {sentinel}"
+
+    def lam(function, **extra):
+        return {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
+                "config": {"name": "lam", "function": function, "arguments": {}, **extra}}
+
+    def layer(i, value):
+        return lambda c: c["config"]["layers"].__setitem__(i, value)
+
+    def option(key, value):
+        return lambda c: c["config"]["layers"][1]["config"].__setitem__(key, value)
+
+    def compiled(key, value):
+        def edit(c):
+            c.setdefault("compile_config", {"optimizer": "sgd", "loss": "mse"})[key] = value
+        return edit
+
+    fn = {"module": "os", "class_name": "function", "config": "system", "registered_name": "system"}
+    return [
+        ("layer os>system", layer(1, {"module": "os", "class_name": "system",
+                                      "config": {"command": touch},
+                                      "registered_name": "os>system"})),
+        ("layer subprocess.Popen", layer(1, {"module": "subprocess", "class_name": "Popen",
+                                             "config": {"args": ["touch", str(sentinel)]}})),
+        ("class_name os.system", layer(1, {"class_name": "os.system", "config": {"name": "x"}})),
+        ("Lambda with marshalled code", lambda c: c["config"]["layers"].insert(2, lam(
+            {"class_name": "__lambda__", "config": {"code": code, "defaults": None,
+                                                    "closure": None}}))),
+        ("Keras 2 Lambda with code", lambda c: c["config"]["layers"].insert(2, {
+            "class_name": "Lambda", "config": {"name": "lam", "function": [code, None, None],
+                                               "function_type": "lambda", "arguments": {}}})),
+        ("Lambda calling os.system", lambda c: c["config"]["layers"].insert(2, lam(fn))),
+        ("Lambda as source text", lambda c: c["config"]["layers"].insert(2, lam(
+            f"lambda x: __import__('os').system('{touch}') or x  # SENTINEL"))),
+        ("activation os.system", option("activation", fn)),
+        ("activation builtins.eval", option("activation", dict(fn, module="builtins",
+                                                               config="eval"))),
+        ("initializer subprocess.Popen", option("kernel_initializer", {
+            "module": "subprocess", "class_name": "Popen", "config": {"args": ["touch"]}})),
+        ("model class os.system", lambda c: c.__setitem__("class_name", "os.system")),
+        ("loss os.system", compiled("loss", fn)),
+        ("optimizer subprocess.Popen", compiled("optimizer", {
+            "module": "subprocess", "class_name": "Popen", "config": {"args": ["touch"]}})),
+        ("metric builtins.eval", compiled("metrics", [dict(fn, module="builtins",
+                                                           config="eval")])),
+    ]
+
+
+def forged_file(kind, src, dst, edit):
+    """A copy of `src` (an rnnfast, .keras or legacy .h5 file) with its model
+    config (and compile config) edited."""
+    if kind != "h5":
+        with zipfile.ZipFile(src) as z:
+            config = json.loads(z.read("config.json"))
+        edit(config)
+        return rezip(src, dst, {"config.json": json.dumps(config).encode()})
+    dst.write_bytes(Path(src).read_bytes())
+    with h5py.File(dst, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        compile_config = config.pop("compile_config", None)
+        f.attrs["model_config"] = json.dumps(config)
+        if compile_config is not None:  # as Keras 2's training_config
+            optimizer = compile_config.get("optimizer")
+            f.attrs["training_config"] = json.dumps({
+                "loss": compile_config.get("loss"), "metrics": compile_config.get("metrics"),
+                "optimizer_config": optimizer if isinstance(optimizer, dict) else
+                {"class_name": "SGD", "config": {}}})
+    return dst
+
+
+@pytest.mark.parametrize("kind", ["rnnfast", "keras", "h5"])
+def test_configs_naming_code_run_nothing(tmp_path, kind, no_code_runs):
+    """Layers, Lambdas, activations, initializers, models, losses, optimizers
+    and metrics that name os.system, subprocess.Popen, eval or carry
+    marshalled code: FormatError (rnnfast's file: the name is no class of
+    rnnfast's registries) or ConversionError (Keras files: no Keras built-in),
+    and none of it runs or is even decoded."""
+    if kind != "rnnfast" and h5py is None:
+        pytest.skip("h5py is not installed")
+    src = {"rnnfast": lambda: saved_rnnfast(tmp_path)[0],
+           "keras": lambda: unpack("keras3_stack.keras", tmp_path),
+           "h5": lambda: unpack("keras3_stack.h5", tmp_path)}[kind]()
+    for i, (name, edit) in enumerate(code_payloads(no_code_runs)):
+        path = forged_file(kind, src, tmp_path / f"forged{i}.{kind}", edit)
+        with pytest.raises(FormatError if kind == "rnnfast" else (FormatError, ConversionError),
+                           match=re.escape(str(path))) as e:
+            keras.models.load_model(path)
+        assert isinstance(e.value, ValueError), name
+
+
+@pytest.mark.parametrize("kind", ["rnnfast", "h5"])
+def test_module_and_registered_name_only_label_builtins(tmp_path, kind, no_code_runs):
+    """A config's "module" and "registered_name" never lead to an import or a
+    lookup outside rnnfast's own registries: Keras files refuse a module
+    other than Keras's (ConversionError); rnnfast's own file resolves the
+    class name in its registries only, so a built-in under a forged module or
+    registered name loads as that built-in and nothing else."""
+    import importlib
+
+    if kind == "h5" and h5py is None:
+        pytest.skip("h5py is not installed")
+    imported = []
+    real_import = importlib.import_module
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: (imported.append(name), real_import(name, *a))[1])
+    src = saved_rnnfast(tmp_path)[0] if kind == "rnnfast" else unpack("keras3_stack.h5", tmp_path)
+    tricks = {
+        "registered_name": lambda c: c["config"]["layers"][1]["config"].__setitem__(
+            "activation", {"module": "keras.activations", "class_name": "function",
+                           "config": "tanh", "registered_name": "os>system"}),
+        "registered_name as the name": lambda c: c["config"]["layers"][1]["config"].__setitem__(
+            "activation", {"module": "keras.activations", "class_name": "function",
+                           "config": "system", "registered_name": "tanh"}),
+        "module": lambda c: c["config"]["layers"][-1].__setitem__("module", "subprocess"),
+    }
+    try:
+        for name, edit in tricks.items():
+            path = forged_file(kind, src, tmp_path / f"{name.replace(' ', '_')}.{kind}", edit)
+            try:
+                model = keras.models.load_model(path)
+            except (FormatError, ConversionError) as e:
+                assert kind == "h5" and name == "module", (name, e)
+                continue
+            assert all(type(l).__module__.startswith("rnnfast.") for l in model.layers), name
+            assert model.layers[0].get_config()["activation"] == "tanh", name
+    finally:
+        monkeypatch.undo()
+    assert all(n.startswith("rnnfast") for n in imported), imported
+
+
+# ---- zip members with path-traversal names -------------------------------------------------
+
+TRAVERSAL = ["../evil.txt", "../../evil2.txt", "sub/../../evil3.txt", "..\\evil4.txt",
+             "./../evil5.txt"]
+
+
+def with_members(src, dst, names, data=b"payload"):
+    """A copy of a zip with extra members called `names` (zipfile refuses no
+    name: this is what a forger writes)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        for name in names:
+            zout.writestr(zipfile.ZipInfo(name), data)
+    return dst
+
+
+def all_files(root):
+    return {str(p.relative_to(root)) for p in Path(root).rglob("*")}
+
+
+@pytest.mark.parametrize("kind", ["rnnfast", "keras", "weights"])
+def test_path_traversal_members_are_never_extracted(tmp_path, kind, monkeypatch):
+    """Members named ../x, ..\\x, a/../../x and absolute paths, beside the
+    real ones and inside model.weights.npz: the loaders read members into
+    memory by their exact names and write nothing anywhere (run from a
+    nested working directory, where ../ would land inside tmp_path)."""
+    if kind == "keras" and h5py is None:
+        pytest.skip("h5py is not installed")
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    absolute = tmp_path / "absolute-evil.txt"
+    names = TRAVERSAL + [str(absolute), "/" + str(absolute).lstrip("/") + "2"]
+    model = saved_rnnfast(tmp_path, "m.rnnfast")[1]
+    src = {"rnnfast": lambda: tmp_path / "m.rnnfast",
+           "keras": lambda: unpack("keras3_stack.keras", tmp_path),
+           "weights": lambda: (model.save_weights(tmp_path / "w.npz"),
+                               tmp_path / "w.npz")[1]}[kind]()
+    before = all_files(tmp_path)
+    forged = with_members(src, tmp_path / f"forged-{src.name}", names)
+    loaded = keras.models.load_model(forged) if kind != "weights" else None
+    if kind == "weights":
+        with pytest.raises(FormatError, match=r"holds \d+ arrays, expected \d+|not a \.npy"):
+            model.load_weights(forged)
+    else:
+        assert loaded.get_config()  # the extra members are ignored
+    # Inside the weights archive too (member names are only labels there).
+    if kind == "rnnfast":
+        with zipfile.ZipFile(src) as z:
+            weights = z.read("model.weights.npz")
+        inner = with_members(io.BytesIO(weights), tmp_path / "inner.npz",
+                             ["../evil6.npy", str(absolute) + ".npy"])
+        bad = rezip(src, tmp_path / "inner.rnnfast", {"model.weights.npz": inner.read_bytes()})
+        with pytest.raises(FormatError, match=r"inner\.rnnfast"):
+            keras.models.load_model(bad)
+    created = all_files(tmp_path) - before - {forged.name, "inner.npz", "inner.rnnfast"}
+    assert not created, created
+    assert not absolute.exists() and not Path(str(absolute) + "2").exists()
+    assert not (tmp_path / "a" / "b" / "evil.txt").exists()
+
+
+# ---- huge declared shapes ----------------------------------------------------------------
+
+def npy_bytes(header_dict_text, version=(1, 0), payload=b""):
+    header = header_dict_text
+    pad = 64 - (10 + len(header) + 1) % 64
+    header = header + " " * pad + "\n"
+    prefix = b"\x93NUMPY" + bytes(version)
+    length = len(header).to_bytes(2 if version == (1, 0) else 4, "little")
+    return prefix + length + header.encode("latin1") + payload
+
+
+def npz_with_first(original, member_bytes):
+    """An uncompressed .npz like `original` (bytes) with its first member replaced."""
+    src = zipfile.ZipFile(io.BytesIO(original))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for i, name in enumerate(sorted(src.namelist())):
+            z.writestr(name, member_bytes if i == 0 else src.read(name))
+    return out.getvalue()
+
+
+HUGE_NPY = {
+    "2**40 x 2**40": "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': (1099511627776, 1099511627776), }",
+    "negative": "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 5), }",
+    "64 axes": "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "1048576, " * 64 + "), }",
+    "fortran 10**12": "{'descr': '<f8', 'fortran_order': True, 'shape': (1000000, 1000000), }",
+    "code as shape": "{'descr': '<f4', 'fortran_order': False, "
+                     "'shape': __import__('os').system('touch SENTINEL'), }",
+    "not a tuple": "{'descr': '<f4', 'fortran_order': False, 'shape': 'x' * 10**9, }",
+    "float dims": "{'descr': '<f4', 'fortran_order': False, 'shape': (1e300,), }",
+}
+
+
+@pytest.mark.parametrize("member", ["model.weights.npz", "optimizer.npz", "save_weights"])
+def test_huge_or_forged_npy_headers(tmp_path, member, no_code_runs):
+    """Headers declaring 2**80 elements, negative sizes, 64 axes, a 8 TB
+    Fortran array, code or non-integers as the shape, and a version-3 or
+    oversized header: FormatError before any allocation, nothing evaluated."""
+    path, model = saved_rnnfast(tmp_path)
+    if member == "save_weights":
+        model.save_weights(tmp_path / "w.npz")
+        original = (tmp_path / "w.npz").read_bytes()
+    else:
+        with zipfile.ZipFile(path) as z:
+            original = z.read(member)
+    cases = {name: npy_bytes(h) for name, h in HUGE_NPY.items()}
+    cases["version 3"] = npy_bytes(HUGE_NPY["negative"], version=(3, 0))
+    cases["header past the member"] = b"\x93NUMPY\x02\x00" + (2 ** 31).to_bytes(4, "little")
+    for i, (name, data) in enumerate(cases.items()):
+        forged = npz_with_first(original, data)
+        if member == "save_weights":
+            target = tmp_path / f"w{i}.npz"
+            target.write_bytes(forged)
+            with pytest.raises(FormatError, match=re.escape(str(target))):
+                model.load_weights(target)
+        else:
+            target = rezip(path, tmp_path / f"h{i}.rnnfast", {member: forged})
+            with pytest.raises(FormatError, match=re.escape(str(target))):
+                keras.models.load_model(target)
+
+
+# Loads each file in one child: the error and the peak RSS growth of each load.
+LOAD_MANY = """
+    import json, resource, sys
+    import rnnfast
+    results = []
+    for path in sys.argv[1:]:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            rnnfast.models.load_model(path)
+            error = None
+        except Exception as e:
+            error = [type(e).__name__, str(e)[:300]]
+        results.append({"path": path, "error": error,
+                        "growth_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before})
+    print(json.dumps(results))
+"""
+
+
+def test_huge_shapes_declared_in_configs(tmp_path):
+    """Inputs with 10**12 features, units of 2**62 or 1e300, an Embedding of
+    10**12 rows, a Conv1D with 10**9 filters or taps, in rnnfast's file and
+    in a .keras file: refused (FormatError or ConversionError naming the
+    file) within a few MB, before any weight is allocated."""
+    keras.utils.set_random_seed(0)
+    models = {
+        "lstm": saved_rnnfast(tmp_path, "lstm.rnnfast")[0],
+        "embedding": tmp_path / "embedding.rnnfast",
+        "conv": tmp_path / "conv.rnnfast",
+    }
+    keras.Sequential([layers.Input(shape=(4,), dtype="int32"), layers.Embedding(10, 3),
+                      layers.GlobalAveragePooling1D(), layers.Dense(1)]).save(models["embedding"])
+    keras.Sequential([layers.Input(shape=(8, 2)), layers.Conv1D(3, 2), layers.Flatten(),
+                      layers.Dense(1)]).save(models["conv"])
+
+    def layer_option(i, key, value):
+        def edit(c):
+            c["config"]["layers"][i]["config"][key] = value
+        return edit
+
+    def features(n):
+        def edit(c):
+            c["config"]["layers"][0]["config"]["batch_shape"][-1] = n
+        return edit
+
+    cases = [("lstm", "features", features(10 ** 12)),
+             ("lstm", "units 2**62", layer_option(1, "units", 2 ** 62)),
+             ("lstm", "units 1e300", layer_option(1, "units", 1e300)),
+             ("lstm", "dense units", layer_option(3, "units", 10 ** 15)),
+             ("embedding", "input_dim", layer_option(1, "input_dim", 10 ** 12)),
+             ("embedding", "output_dim", layer_option(1, "output_dim", 10 ** 9)),
+             ("conv", "filters", layer_option(1, "filters", 10 ** 9)),
+             ("conv", "kernel_size", layer_option(1, "kernel_size", [10 ** 9]))]
+    paths = []
+    for i, (src, name, edit) in enumerate(cases):
+        paths.append(forged_file("rnnfast", models[src], tmp_path / f"c{i}.rnnfast", edit))
+    if h5py is not None:
+        src = unpack("keras3_stack.keras", tmp_path)
+        for i, edit in enumerate([features(10 ** 12), layer_option(1, "units", 2 ** 62),
+                                  layer_option(-1, "units", 10 ** 15)]):
+            paths.append(forged_file("keras", src, tmp_path / f"k{i}.keras", edit))
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent(LOAD_MANY), *map(str, paths)],
+                           env=ENV, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    results = json.loads(child.stdout.splitlines()[-1])
+    assert len(results) == len(paths)
+    for r in results:
+        assert r["error"] is not None and r["error"][0] in ("FormatError", "ConversionError"), r
+        assert r["path"] in r["error"][1], r
+        assert r["growth_kib"] < 20_000, r
+
+
+# ---- PyTorch files --------------------------------------------------------------------------
+
+def torch_pickle_files(folder, sentinel):
+    """A .pt in torch's zip layout (data.pkl) and a legacy pickled .pth, each
+    holding a pickle that would run a command if it were ever unpickled."""
+    # Protocol 0, by hand: posix.system("touch <sentinel>") when unpickled.
+    data = b"cposix\nsystem\n(V" + f"touch {sentinel}".encode() + b"\ntR."
+    zipped = folder / "model.pt"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("model/data.pkl", data)
+        z.writestr("model/version", b"3\n")
+        z.writestr("model/byteorder", b"little")
+    legacy = folder / "model.pth"
+    legacy.write_bytes(data)
+    return [zipped, legacy]
+
+
+def test_pytorch_pickles_are_never_unpickled(tmp_path, no_code_runs):
+    """rnnfast reads no .pt/.pth file itself: from_torch takes a module or a
+    state dict (from torch.load(path, weights_only=True)), and the model
+    loaders refuse pickled files as not theirs."""
+    from rnnfast.interop import from_torch
+
+    for path in torch_pickle_files(tmp_path, no_code_runs):
+        with pytest.raises(TypeError, match="from_torch takes a torch.nn.RNN, LSTM or GRU or "
+                                            "its state_dict"):
+            from_torch(str(path))
+        with pytest.raises(TypeError):
+            from_torch(path)
+        with pytest.raises(FormatError, match=re.escape(str(path))):
+            keras.models.load_model(path)
+        if h5py is not None:
+            with pytest.raises(FormatError, match=re.escape(str(path))):
+                from_keras(path)
+        model = keras.Sequential([layers.Input(shape=(3,)), layers.Dense(2)])
+        with pytest.raises(FormatError, match=re.escape(str(path))):
+            model.load_weights(path)
+
+
+def test_torch_load_with_weights_only_is_the_documented_path(tmp_path):
+    """What the README tells users: torch.load(path, weights_only=True)
+    refuses the pickled payload (torch's own check), and loads a genuine
+    state dict that from_torch converts."""
+    torch = pytest.importorskip("torch")
+    from rnnfast.interop import from_torch
+
+    sentinel = tmp_path / "SENTINEL"
+    for path in torch_pickle_files(tmp_path, sentinel):
+        with pytest.raises(Exception) as e:
+            torch.load(path, weights_only=True)
+        assert "weights_only" in str(e.value) or "Unpickl" in type(e.value).__name__, e.value
+        assert not sentinel.exists()
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 4, batch_first=True)
+    torch.save(module.state_dict(), tmp_path / "lstm.pt")
+    state = torch.load(tmp_path / "lstm.pt", weights_only=True)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(from_torch(state).predict(x, verbose=0), want, atol=1e-5)

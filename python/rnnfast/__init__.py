@@ -54,9 +54,9 @@ def build_info() -> dict:
     return info
 
 
-_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "distribution", "initializers", "interop",
-               "layers", "losses", "metrics", "mixed_precision", "models", "optimizers", "regularizers", "saving",
-               "trainers", "utils")
+_SUBMODULES = ("activations", "backend", "callbacks", "constraints", "debugging", "distribution",
+               "initializers", "interop", "layers", "losses", "metrics", "mixed_precision",
+               "models", "optimizers", "regularizers", "saving", "trainers", "utils")
 # Top-level names of Keras 3 and where they live.
 _ALIASES = {"Sequential": ("models", "Sequential"), "Model": ("models", "Model"),
             "Input": ("layers", "Input"),

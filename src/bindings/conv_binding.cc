@@ -19,14 +19,23 @@ struct Geometry {
   Index groups = 1;
 };
 
+// Strides, dilations and paddings beyond 2**40 are refused: near 2**63 the
+// size arithmetic wrapped around (a dilation of 2**62 gave a small span and
+// silently wrong outputs), and no input is that large.
+constexpr Index kMaxGeometry = Index{1} << 40;
+
 void CheckGeometry(const Geometry& g) {
   for (int i = 0; i < 2; ++i) {
-    if (g.strides[i] <= 0)
-      throw py::value_error("strides must be positive, got " + std::to_string(g.strides[i]));
-    if (g.dilation[i] <= 0)
-      throw py::value_error("dilation must be positive, got " + std::to_string(g.dilation[i]));
-    if (g.padding[i][0] < 0 || g.padding[i][1] < 0)
-      throw py::value_error("padding must be non-negative");
+    if (g.strides[i] <= 0 || g.strides[i] > kMaxGeometry)
+      throw py::value_error("strides must be positive and at most 2**40, got " +
+                            std::to_string(g.strides[i]));
+    if (g.dilation[i] <= 0 || g.dilation[i] > kMaxGeometry)
+      throw py::value_error("dilation must be positive and at most 2**40, got " +
+                            std::to_string(g.dilation[i]));
+    if (g.padding[i][0] < 0 || g.padding[i][1] < 0 || g.padding[i][0] > kMaxGeometry ||
+        g.padding[i][1] > kMaxGeometry)
+      throw py::value_error("padding must be non-negative and at most 2**40, got " +
+                            std::to_string(g.padding[i][0]) + ", " + std::to_string(g.padding[i][1]));
   }
   if (g.groups <= 0) throw py::value_error("groups must be positive, got " + std::to_string(g.groups));
 }
@@ -68,7 +77,11 @@ ConvDims MakeDims(const py::array& x, const py::array& kernel, const Geometry& g
                           ", filters) for inputs with " + std::to_string(d.channels) +
                           " channels in " + std::to_string(d.groups) + " group(s), got " +
                           ShapeStr(kernel));
-  const Index span_h = d.dilation_h * (d.kernel_h - 1) + 1, span_w = d.dilation_w * (d.kernel_w - 1) + 1;
+  // Saturated at 2**62 (larger than any input) instead of overflowing.
+  const auto span = [](Index dilation, Index k) {
+    return k - 1 > (Index{1} << 62) / dilation ? Index{1} << 62 : dilation * (k - 1) + 1;
+  };
+  const Index span_h = span(d.dilation_h, d.kernel_h), span_w = span(d.dilation_w, d.kernel_w);
   const Index ph = d.in_h + g.padding[0][0] + g.padding[0][1];
   const Index pw = d.in_w + g.padding[1][0] + g.padding[1][1];
   if (span_h > ph || span_w > pw)

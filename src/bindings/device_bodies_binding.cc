@@ -21,7 +21,14 @@ Arr Copy(const Arr& a) {
   std::copy(a.data(), a.data() + a.size(), out.mutable_data());
   return out;
 }
-Arr Like(Index B, Index W) { return Arr(Shape{B, W}); }
+// Zeros: a phase leaves the slots of another unwritten (gru_before_backward1
+// the r gate's, which gru_before_backward2 fills), and those were returned
+// uninitialized.
+Arr Like(Index B, Index W) {
+  Arr out(Shape{B, W});
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
+  return out;
+}
 const std::uint8_t* MaskPtr(const std::optional<Mask>& m) { return m ? m->data() : nullptr; }
 std::optional<Mask> MaskArg(py::object mask, Index B) {
   if (mask.is_none()) return std::nullopt;

@@ -23,9 +23,14 @@ PoolDims MakeDims(const Shape& in, Pair pool, Pair strides, Pads padding) {
   if (in.size() != 4)
     throw py::value_error("x must be a 4-D array (batch, height, width, channels), got shape " +
                           ShapeStr(in));
+  // Sizes beyond 2**40 are refused: near 2**63 the size arithmetic below
+  // (padded input, window positions) would overflow.
+  constexpr Index kMax = Index{1} << 40;
   for (int i = 0; i < 2; ++i) {
-    if (pool[i] <= 0) throw py::value_error("pool_size must be positive, got " + std::to_string(pool[i]));
-    if (strides[i] <= 0) throw py::value_error("strides must be positive, got " + std::to_string(strides[i]));
+    if (pool[i] <= 0 || pool[i] > kMax)
+      throw py::value_error("pool_size must be positive and at most 2**40, got " + std::to_string(pool[i]));
+    if (strides[i] <= 0 || strides[i] > kMax)
+      throw py::value_error("strides must be positive and at most 2**40, got " + std::to_string(strides[i]));
     if (padding[i][0] < 0 || padding[i][1] < 0 || padding[i][0] >= pool[i] || padding[i][1] >= pool[i])
       throw py::value_error("padding must be in [0, pool_size)");
   }
@@ -36,6 +41,8 @@ PoolDims MakeDims(const Shape& in, Pair pool, Pair strides, Pads padding) {
   d.channels = in[3];
   if (d.batch <= 0 || d.in_h <= 0 || d.in_w <= 0 || d.channels <= 0)
     throw py::value_error("x must not be empty, got shape " + ShapeStr(in));
+  if (d.in_h > kMax || d.in_w > kMax)  // pool_backward's input_shape is only numbers
+    throw py::value_error("x's height and width must be at most 2**40, got shape " + ShapeStr(in));
   d.pool_h = pool[0];
   d.pool_w = pool[1];
   d.stride_h = strides[0];

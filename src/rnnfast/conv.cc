@@ -248,8 +248,11 @@ bool UseTaps(const ConvDims& d) {
     const char* v = std::getenv("RNNFAST_CONV_IM2COL");
     return v != nullptr && v[0] == '1';
   }();
-  return !forced && d.in_h == 1 && d.kernel_h == 1 && d.out_h == 1 && d.groups == 1 &&
-         (d.channels >= 8 || d.dilation_w > 1 || d.kernel_w == 2) && !IsPointwise(d);
+  // pad_top == 0: the taps read input row 0 (with top padding, the one output
+  // row of a 1-row input may lie in the padding: zeros, not row 0).
+  return !forced && d.in_h == 1 && d.kernel_h == 1 && d.out_h == 1 && d.pad_top == 0 &&
+         d.groups == 1 && (d.channels >= 8 || d.dilation_w > 1 || d.kernel_w == 2) &&
+         !IsPointwise(d);
 }
 
 // The outputs [t0, t1) whose tap k reads inside the input, and the first

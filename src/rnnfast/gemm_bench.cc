@@ -13,6 +13,10 @@ namespace rnnfast {
 double GemmGflops(Index M, Index N, Index K, int threads, int repeats) {
   if (M <= 0 || N <= 0 || K <= 0 || repeats <= 0)
     throw std::invalid_argument("M, N, K and repeats must be positive");
+  // Products that overflow wrapped to small buffers the GEMM read past.
+  constexpr Index kMaxElements = Index{1} << 40;
+  if (K > kMaxElements / M || N > kMaxElements / K || N > kMaxElements / M)
+    throw std::invalid_argument("M*K, K*N and M*N must be at most 2**40 elements");
   std::vector<float> a(static_cast<std::size_t>(M * K)), b(static_cast<std::size_t>(K * N)),
       c(static_cast<std::size_t>(M * N));
   std::mt19937 gen(0);

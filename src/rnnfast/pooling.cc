@@ -83,15 +83,18 @@ void MaxPoolForward(const PoolDims& d, const T* x, T* y, std::int32_t* argmax) {
             first = false;
             continue;
           }
+          // A NaN wins, wherever it sits in the window (as np.max, XLA and
+          // torch propagate it; comparisons alone dropped a NaN after the
+          // first cell); the argmax keeps the first NaN.
           if (ao) {
             // Branch-free selects, which the compiler vectorizes.
             for (Index c = 0; c < C; ++c) {
-              const bool gt = xc[c] > yo[c];
+              const bool gt = xc[c] > yo[c] || (xc[c] != xc[c] && yo[c] == yo[c]);
               yo[c] = gt ? xc[c] : yo[c];
               ao[c] = gt ? cell : ao[c];
             }
           } else {
-            for (Index c = 0; c < C; ++c) yo[c] = std::max(yo[c], xc[c]);
+            for (Index c = 0; c < C; ++c) yo[c] = xc[c] > yo[c] || xc[c] != xc[c] ? xc[c] : yo[c];
           }
         }
     });

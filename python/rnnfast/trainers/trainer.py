@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _device, _tree
 from .. import callbacks as callbacks_module
+from .. import debugging
 from .. import distribution as distribution_module
 from .. import losses as losses_module
 from .. import metrics as metrics_module
@@ -239,6 +240,13 @@ class Trainer:
 
         return walk(self.layers)
 
+    def _numerics_names(self):
+        """The model's input names (check_numerics's messages)."""
+        try:
+            return list(self.input_names)
+        except (AttributeError, TypeError, ValueError):
+            return None
+
     def _update_metrics(self, loss_value, batch):
         y_true, preds, sw, masks, values = batch
         cm = self._compile_metrics
@@ -354,6 +362,10 @@ class Trainer:
             for step, batch in enumerate(adapter.epoch()):
                 if source:
                     batch = self._batch(batch, class_weight, f"batch {step} of the generator")
+                if debugging._enabled:
+                    debugging.check_batch(f"fit: epoch {epoch} (Epoch {epoch + 1}/{epochs}), "
+                                          f"batch {step}", *batch,
+                                          input_names=self._numerics_names())
                 cbks.on_train_batch_begin(step)
                 self.train_step(*batch)
                 ran += 1
@@ -373,7 +385,7 @@ class Trainer:
                 epoch_logs = dist.average_logs(epoch_logs, self._dp_samples)
             if validation_data is not None and (epoch + 1) % validation_freq == 0:
                 val = self._validate(validation_data, validation_batch_size or batch_size,
-                                     validation_steps, cbks)
+                                     validation_steps, cbks, epoch)
                 epoch_logs.update({"val_" + k: v for k, v in val.items()})
             cbks.on_epoch_end(epoch, epoch_logs)
             logs = epoch_logs
@@ -387,17 +399,19 @@ class Trainer:
         self.history = next(c for c in cbks.callbacks if isinstance(c, callbacks_module.History))
         return self.history
 
-    def _validate(self, data, batch_size, steps, cbks):
+    def _validate(self, data, batch_size, steps, cbks, epoch):
+        where = f"fit: validation after epoch {epoch} (Epoch {epoch + 1})"
         if data_adapters.is_batch_source(data):
             return self.evaluate(data, batch_size=None, steps=steps, verbose=0, return_dict=True,
-                                 _callbacks=cbks)
+                                 _callbacks=cbks, _where=where)
         return self.evaluate(*data[:2], sample_weight=data[2] if len(data) == 3 else None,
                              batch_size=batch_size, steps=steps, verbose=0, return_dict=True,
-                             _callbacks=cbks)
+                             _callbacks=cbks, _where=where)
 
     @_one_thread("evaluate")
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
-                 steps=None, callbacks=None, return_dict=False, _callbacks=None):
+                 steps=None, callbacks=None, return_dict=False, _callbacks=None,
+                 _where="evaluate"):
         self._check_compiled()
         if x is None:
             raise ValueError("evaluate() needs data: x and y, a generator or a PyDataset")
@@ -422,6 +436,9 @@ class Trainer:
         for step, batch in enumerate(adapter.epoch()):
             if source:
                 batch = self._batch(batch, None, f"batch {step} of the generator")
+            if debugging._enabled:
+                debugging.check_batch(f"{_where}: batch {step}", *batch,
+                                      input_names=self._numerics_names())
             cbks.on_test_batch_begin(step)
             mine = None
             if dist is not None:  # this rank's shard; the logs are averaged below
@@ -466,6 +483,9 @@ class Trainer:
                     xb = self.prepare_inputs(as_array_structure(xb, "x", self._input_count()))
                 except (ValueError, TypeError) as e:
                     raise DataError(f"batch {step} of the generator: {e}") from None
+            if debugging._enabled:
+                debugging.check_batch(f"predict: batch {step}", xb,
+                                      input_names=self._numerics_names())
             cbks.on_predict_batch_begin(step)
             if dist is not None:  # each rank predicts its shard; all get the whole batch
                 part = dist.shard(len(_tree.flatten(xb)[0]))
@@ -491,6 +511,9 @@ class Trainer:
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         self._check_compiled()
         x, y, sample_weight = self._arrays(x, y, sample_weight, class_weight)
+        if debugging._enabled:
+            debugging.check_batch("train_on_batch", x, y, sample_weight,
+                                  input_names=self._numerics_names())
         self.reset_metrics()  # Keras 3: this batch's loss and metrics, not a running mean
         self.train_step(x, y, sample_weight)
         return self._result(self._logs(), return_dict)
@@ -499,6 +522,9 @@ class Trainer:
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._check_compiled()
         x, y, sample_weight = self._arrays(x, y, sample_weight, None)
+        if debugging._enabled:
+            debugging.check_batch("test_on_batch", x, y, sample_weight,
+                                  input_names=self._numerics_names())
         self.reset_metrics()
         self.test_step(x, y, sample_weight)
         return self._result(self._logs(), return_dict)
@@ -506,6 +532,8 @@ class Trainer:
     def predict_on_batch(self, x):
         x = self.prepare_inputs(x if type(x) is np.ndarray else
                                 as_array_structure(x, "x", self._input_count()))
+        if debugging._enabled:
+            debugging.check_batch("predict_on_batch", x, input_names=self._numerics_names())
         flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
         return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
 
