@@ -154,9 +154,11 @@ def remove_stale_temporaries(path) -> None:
             pass
 
 
-def _create_temporary(path):
+def _create_temporary(path, names):
     """(fd, name) of a new temporary beside `path`: mode 0666 less the umask
-    (applied by open), or the mode of the file it replaces."""
+    (applied by open), or the mode of the file it replaces. Its name goes into
+    `names` before the file exists, so that a KeyboardInterrupt arriving
+    between the open and the return still finds it to remove."""
     directory = os.path.dirname(os.path.abspath(path))
     prefix = _temporary_prefix(os.path.basename(path))
     try:
@@ -165,10 +167,12 @@ def _create_temporary(path):
         mode = None
     for _ in range(100):
         tmp = os.path.join(directory, f"{prefix}{os.getpid()}-{secrets.token_hex(8)}")
+        names.append(tmp)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                          0o666)
         except FileExistsError:
+            names.pop()  # another's file: not ours to remove
             continue
         if mode is not None:
             try:
@@ -188,16 +192,16 @@ def atomic_write(path, write) -> None:
     those of killed processes are removed by the next save of `path`."""
     path = os.fspath(path)
     remove_stale_temporaries(path)
-    tmp = None
+    names = []
     try:
-        fd, tmp = _create_temporary(path)
+        fd, tmp = _create_temporary(path, names)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if tmp is not None:
+        for tmp in names:
             try:
                 os.unlink(tmp)
             except OSError:
