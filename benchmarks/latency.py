@@ -24,22 +24,16 @@ import os
 import statistics
 import subprocess
 import sys
-import time
+
+from compare import timed as _timed  # benchmarks/ is on sys.path when run as a script
 
 CELLS = ("LSTM", "GRU")
 UNITS = (64, 256)
 T, I = 100, 32
 
 
-def timed(fn, repeats, warmup=50):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def timed(fn, repeats):
+    return _timed(fn, repeats, warmup=50)
 
 
 def data(units):
