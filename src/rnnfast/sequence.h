@@ -138,8 +138,11 @@ class Sequence {
     // A one-row inference forward (batch-1 serving, a streamed step) reads R
     // where it lies: its products are matrix-vector ones, which reuse nothing
     // that packing or reordering would lay out, so a copy of R per call only
-    // costs (LSTM U=256, one step: ~1 MiB copied per call).
-    direct_ = !train && !bf16_ && B == 1;
+    // costs (LSTM U=256, one step: ~1 MiB copied per call). Over many steps
+    // with several threads, packed panels split between the members still
+    // won for the LSTM (Zen 4, T=100, U=256, 2 threads: 0.96 vs 1.26 ms;
+    // 1 thread: 1.51 vs 1.26 ms), so only short or single-threaded ones.
+    direct_ = !train && !bf16_ && B == 1 && (Tn <= 8 || GetNumThreads() == 1);
     r_direct_ = direct_ ? a.recurrent_kernel : nullptr;
     packed_ = !direct_ && (bf16_ || PreferPacked<T>(GU, U));
     // With packed kernels the input projection runs inside the loop, step by
