@@ -60,23 +60,7 @@ def run_torch(w, cell, autocast, repeats, threads):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    spec = compare.WORKLOADS[w]
-    Cell = {"SimpleRNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell]
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            sizes = [spec["input"]] + spec["units"]
-            self.rnns = torch.nn.ModuleList(Cell(a, b, batch_first=True)
-                                            for a, b in zip(sizes, sizes[1:]))
-            self.dense = torch.nn.Linear(spec["units"][-1], spec["out"])
-
-        def forward(self, x):
-            for rnn in self.rnns:
-                x, _ = rnn(x)
-            return self.dense(x[:, -1])
-
-    net = Net()
+    net = compare.torch_rnn_net(torch, w, cell)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x_np, y_np = compare.data(w)
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)

@@ -312,6 +312,11 @@ def run_torch(w, cell, repeats, warmup, threads, device="cpu"):
     torch.manual_seed(0)
     if w in CONV_WORKLOADS:
         return run_torch_net(torch, torch_conv_net(torch, w), w, repeats, warmup)
+    return run_torch_net(torch, torch_rnn_net(torch, w, cell), w, repeats, warmup, device)
+
+
+def torch_rnn_net(torch, w, cell):
+    """The idiomatic PyTorch model of a recurrent workload (also benchmarks/bf16.py's)."""
     spec = WORKLOADS[w]
     Cell = {"SimpleRNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[cell]
 
@@ -328,7 +333,7 @@ def run_torch(w, cell, repeats, warmup, threads, device="cpu"):
                 x, _ = rnn(x)
             return self.dense(x[:, -1])
 
-    return run_torch_net(torch, Net(), w, repeats, warmup, device)
+    return Net()
 
 
 def run_torch_net(torch, net, w, repeats, warmup, device="cpu"):
