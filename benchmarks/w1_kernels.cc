@@ -6,11 +6,14 @@
 // of n runs: robust to a noisy host).
 //
 //   g++ -O3 -g -std=c++17 -march=x86-64-v3 -ffp-contract=fast -DEIGEN_DONT_PARALLELIZE \
-//       -Isrc -isystem <eigen3> benchmarks/w1_kernels.cc src/rnnfast/{threading,math,rnn,lstm,gru,build_info}.cc \
+//       -Isrc -isystem <eigen3> benchmarks/w1_kernels.cc src/rnnfast/{threading,math,rnn,lstm,gru,bf16,build_info}.cc \
 //       -lpthread -o w1_kernels
 //   ./w1_kernels THREADS [N [CELL]]
 //   W1MODE=train ./w1_kernels 1 1000 LSTM   # only training steps, for perf record
 //   (W1MODE=fwd: training forwards only; W1MODE=infer: inference forwards)
+//   LAYER=128,50,512,1024 W1MODE=train ./w1_kernels 2 4 LSTM
+//       one layer of [B, T, I, U] instead (final state only, no dL/dx: a
+//       model's first layer, as W2-W4 call it), for perf breakdowns of W2-W4
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -80,6 +83,30 @@ int main(int argc, char** argv) {
   int n = argc > 2 ? std::atoi(argv[2]) : 400;
   std::string only = argc > 3 ? argv[3] : "";
   const char* mode = std::getenv("W1MODE");
+  if (mode && std::getenv("LAYER")) {  // one W2-W4-style layer, timed per pass
+    long B, T, I, U;
+    if (std::sscanf(std::getenv("LAYER"), "%ld,%ld,%ld,%ld", &B, &T, &I, &U) != 4) return 2;
+    std::mt19937 gen(0);
+    std::vector<float> x(B * T * I);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& v : x) v = nd(gen);
+    std::string m = mode;
+    auto go = [&](auto tag, int G, bool gru) {
+      using Cell = typename decltype(tag)::type;
+      Layer<Cell> l(B, T, I, U, G, gru, gen);
+      for (int i = 0; i < n; ++i) {
+        auto a = Clock::now();
+        l.Fwd(x.data(), m != "infer", false);
+        if (m == "train") l.Bwd(false, false);
+        std::printf("%s %.3f ms\n", m.c_str(), std::chrono::duration<double, std::milli>(Clock::now() - a).count());
+      }
+    };
+    SetNumThreads(threads);
+    if (only == "SimpleRNN") go(Tag<SimpleRNN<float>>{}, 1, false);
+    if (only == "LSTM") go(Tag<LSTM<float>>{}, 4, false);
+    if (only == "GRU") go(Tag<GRU<float>>{}, 3, true);
+    return 0;
+  }
   if (mode) {  // profile one phase only: fwd, train, infer
     std::mt19937 gen(0);
     const Index B = 32, T = 50, U = 20;

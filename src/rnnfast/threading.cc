@@ -33,6 +33,11 @@ constexpr auto kSpinTime = std::chrono::microseconds(500);
 // How long a barrier spins before it starts yielding its core.
 constexpr auto kBarrierSpin = std::chrono::microseconds(20);
 
+// Called by a run's caller that had to yield while waiting for the other
+// members after doing its own share (defined with the contention state below).
+void NoteJoinWait(std::chrono::steady_clock::duration worked,
+                  std::chrono::steady_clock::duration waited);
+
 int DefaultThreads() {
   if (const char* env = std::getenv("RNNFAST_NUM_THREADS")) {
     const int n = std::atoi(env);
@@ -81,15 +86,19 @@ class Pool {
       word_.store((gen << 16) | static_cast<std::uint64_t>(n), std::memory_order_release);
     }
     wake_.notify_all();
+    const auto posted = std::chrono::steady_clock::now();
     fn(Team{0, n, &barrier});
     const auto start = std::chrono::steady_clock::now();
+    bool yielded = false;
     for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
       if ((spins & 63) != 63 || std::chrono::steady_clock::now() - start < kBarrierSpin) {
         RNNFAST_PAUSE();
       } else {
         std::this_thread::yield();
+        yielded = true;
       }
     }
+    if (yielded) NoteJoinWait(start - posted, std::chrono::steady_clock::now() - start);
     busy_.store(false, std::memory_order_release);
   }
 
@@ -116,11 +125,20 @@ class Pool {
   }
 
   std::uint64_t WaitForJob(std::uint64_t seen) {
-    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+    const auto now = std::chrono::steady_clock::now();
+    const auto deadline = now + kSpinTime, polite = now + kBarrierSpin;
     for (int spins = 0;; ++spins) {
       const std::uint64_t word = word_.load(std::memory_order_acquire);
       if ((word >> 16) != seen) return word;
-      if ((spins & 63) == 63 && std::chrono::steady_clock::now() > deadline) break;
+      if ((spins & 63) == 63) {
+        const auto t = std::chrono::steady_clock::now();
+        if (t > deadline) break;
+        // Yield now and then: when this process has more threads than free
+        // cores, the thread doing the caller's work may be waiting for this
+        // core (W1 LSTM step on 2 threads with one core busy elsewhere: 3.5 ms
+        // against 0.9 on one thread while workers spun without yielding).
+        if (t > polite) std::this_thread::yield();
+      }
       RNNFAST_PAUSE();
     }
     std::unique_lock<std::mutex> lock(mutex_);
@@ -166,6 +184,28 @@ void NoteContention() {
   hold = hold > 0 && now - until < 2 * hold ? std::min(2 * hold, longest) : first;
   g_hold.store(hold, std::memory_order_relaxed);
   g_contended_until.store(now + hold, std::memory_order_relaxed);
+}
+// Runs without per-step barriers (row splits) meet only at the end, so their
+// contention shows there: a caller that waited for the other members longer
+// than its own share took (and over 50 us, to ignore tiny runs) spent more
+// time than doing all the work alone would have, whatever the cause (members
+// descheduled by other processes, or a sleeping worker woken for each short
+// call). Three such joins within 100 ms put the kernels on one thread for the
+// contention hold.
+std::atomic<std::int64_t> g_join_strike_at[3] = {};
+std::atomic<unsigned> g_join_strikes{0};
+
+void NoteJoinWait(std::chrono::steady_clock::duration worked,
+                  std::chrono::steady_clock::duration waited) {
+  using std::chrono::duration_cast;
+  using Ticks = std::chrono::steady_clock::duration;
+  if (waited < std::chrono::microseconds(50) || waited < worked) return;
+  const std::int64_t now = Now();
+  const unsigned k = g_join_strikes.fetch_add(1, std::memory_order_relaxed);
+  g_join_strike_at[k % 3].store(now, std::memory_order_relaxed);
+  const std::int64_t oldest = g_join_strike_at[(k + 1) % 3].load(std::memory_order_relaxed);
+  const std::int64_t window = duration_cast<Ticks>(std::chrono::milliseconds(100)).count();
+  if (k >= 2 && now - oldest < window) NoteContention();
 }
 std::once_flag g_init;
 

@@ -146,6 +146,31 @@ void ContendedBarriers() {
   Expect(ok, "run while contended");
 }
 
+void ContendedJoins() {
+  // Runs without barriers (row splits) whose caller waits at the end longer
+  // than its own share took, three times within 100 ms, mark the pool
+  // contended: the kernels then choose one thread. Wait out any hold left by
+  // the previous check first, so that this one is what sets it.
+  for (int i = 0; i < 300 && rnnfast::RecentlyContended(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  Expect(!rnnfast::RecentlyContended(), "contention hold ends");
+  for (int i = 0; i < 3; ++i) {
+    rnnfast::ParallelRun(2, [&](const rnnfast::Team& t) {
+      if (t.rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    });
+  }
+  Expect(rnnfast::RecentlyContended(), "contended after three late joins");
+  // Joins whose members finish together leave it alone once the hold ends.
+  for (int i = 0; i < 300 && rnnfast::RecentlyContended(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 10; ++i) {
+    rnnfast::ParallelRun(2, [&](const rnnfast::Team&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    });
+  }
+  Expect(!rnnfast::RecentlyContended(), "balanced joins are not contention");
+}
+
 void ForkedChild() {
 #ifndef RNNFAST_TSAN  // TSan does not support threads started after a multi-threaded fork
   bool ok = false;
@@ -174,6 +199,7 @@ int main() {
   NestedRun();
   GrowingPool();
   ContendedBarriers();
+  ContendedJoins();
   ForkedChild();
   if (failures == 0) std::printf("all thread pool checks passed\n");
   return failures == 0 ? 0 : 1;
