@@ -481,14 +481,38 @@ def test_nan_in_a_masked_step_reaches_only_the_kernel_gradient():
         assert all(np.isnan(g).any() for g in grads[2:]), cell
 
 
-@given(units=st.one_of(st.integers(-3, 0), st.sampled_from([1.5, "4", None])),
+@given(units=st.one_of(st.integers(-3, 0), st.integers(2 ** 28 + 1, 2 ** 63 - 1),
+                       st.sampled_from([1.5, "4", None, 2 ** 28 + 1, 2 ** 40, 2 ** 62,
+                                        2 ** 63 - 1])),
        cls=st.sampled_from(["SimpleRNNKernel", "LSTMKernel", "GRUKernel"]))
 @fuzz(80)
 def test_rnn_constructor_refuses_bad_units(units, cls):
+    """Non-positive units, and units above 2**28: found by this file, 2**62
+    made 4*units wrap to 0, so that a (features, 0) kernel and a (2**62, 0)
+    recurrent kernel passed the shape checks."""
     with pytest.raises((TypeError, ValueError)) as e:
         getattr(_core, cls)(units)
     if isinstance(units, int):
         names_argument(e, "units")
+        if units > 0:
+            assert "at most 2**28" in str(e.value)
+
+
+@pytest.mark.parametrize("cls", ["SimpleRNNKernel", "LSTMKernel", "GRUKernel"])
+def test_rnn_workspace_overflow_is_refused_before_copying(cls):
+    """A broadcast x (no memory of its own) claiming 2**60 rows, steps or
+    features: its workspace's byte count overflows. Refused, naming x and
+    units, before x is copied (the copy alone would take 2**62 bytes)."""
+    G = GATES[{"SimpleRNNKernel": "simple_rnn", "LSTMKernel": "lstm", "GRUKernel": "gru"}[cls]]
+    k = getattr(_core, cls)(4)
+    w, r = np.zeros((1, 4 * G), np.float32), np.zeros((4, 4 * G), np.float32)
+    for shape in [(2 ** 30, 2 ** 30, 1), (1, 2 ** 60, 1), (2 ** 60, 1, 1), (1, 1, 2 ** 60)]:
+        x = np.broadcast_to(np.float32(1.0), shape)
+        with pytest.raises(ValueError, match=r"x of shape .* with units=4 needs a workspace of "
+                                             r"more than 2\*\*62 bytes"):
+            k.forward(x, w, r)
+    y, _ = k.forward(np.ones((2, 3, 1), np.float32), w, r)  # the object still works
+    assert y.shape == (2, 3, 4) and not y.any()
 
 
 # ---- convolution -------------------------------------------------------------------------

@@ -193,6 +193,16 @@ def test_device_kernel_argument_errors():
         k.forward(x, W, R, mask=np.array([["a"] * 5] * 2))
     with pytest.raises(RuntimeError, match="training=True"):
         cu.RecurrentKernel(1, 3).backward()
+    # Sizes whose arithmetic would overflow, as the CPU kernels refuse them.
+    for units in (0, -1):
+        with pytest.raises(ValueError, match="units must be a positive integer"):
+            cu.RecurrentKernel(4, units)
+    for units in (2 ** 28 + 1, 2 ** 62):
+        with pytest.raises(ValueError, match=r"units must be at most 2\*\*28"):
+            cu.RecurrentKernel(4, units)
+    with pytest.raises(ValueError, match=r"x of shape \(1073741824, 1073741824, 1\) with units=3 "
+                                         r"needs more than 2\*\*62 bytes"):
+        k.forward(np.broadcast_to(np.float32(0.0), (2 ** 30, 2 ** 30, 1)), W[:1], R)
 
 
 # ---- CUDA graphs, device-resident weights and the fused updates (emulated) ---------------

@@ -375,6 +375,11 @@ def test_code_in_a_file_is_never_run(tmp_path):
             "registered_name": "function"}
     with pytest.raises(ConversionError, match="custom object.*my_activation"):
         from_keras(edit_config(src, tmp_path / "c.keras", custom))
+    # The caller's own function, by name: used for the file's.
+    def my_activation(v):
+        return v * 2.0
+    model = from_keras(tmp_path / "c.keras", custom_objects={"my_activation": my_activation})
+    assert model.layers[-1].activation is my_activation
 
     def custom_layer(config):
         config["config"]["layers"][1]["module"] = "my_package.layers"

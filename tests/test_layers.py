@@ -1,12 +1,14 @@
 """Layers through the public API: every layer's backward against central finite
 differences in float64 (dtype="float64"), shapes, masks, and configs."""
 
+import re
+
 import numpy as np
 import pytest
 
 import rnnfast as keras
 from layer_harness import check_accumulates, fd_check
-from rnnfast import layers
+from rnnfast import _budget, layers
 from rnnfast.layers import Context
 
 def seq(B=3, T=5, I=4, seed=1):
@@ -260,6 +262,73 @@ def test_bad_arguments():
     lstm(np.zeros((1, 2, 3), np.float32))
     with pytest.raises(ValueError, match="was built for 3 input features"):
         lstm(np.zeros((1, 2, 4), np.float32))
+
+
+SIZED_LAYERS = {
+    "SimpleRNN": (lambda n: layers.SimpleRNN(n), "units"),
+    "LSTM": (lambda n: layers.LSTM(n), "units"),
+    "GRU": (lambda n: layers.GRU(n), "units"),
+    "SimpleRNNCell": (lambda n: layers.SimpleRNNCell(n), "units"),
+    "LSTMCell": (lambda n: layers.LSTMCell(n), "units"),
+    "GRUCell": (lambda n: layers.GRUCell(n), "units"),
+    "Dense": (lambda n: layers.Dense(n), "units"),
+    "Conv1D": (lambda n: layers.Conv1D(n, 3), "filters"),
+    "Conv2D": (lambda n: layers.Conv2D(n, 3), "filters"),
+    "Embedding input_dim": (lambda n: layers.Embedding(n, 4), "input_dim"),
+    "Embedding output_dim": (lambda n: layers.Embedding(4, n), "output_dim"),
+}
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True, "4", None])
+@pytest.mark.parametrize("kind", sorted(SIZED_LAYERS))
+def test_sizes_must_be_positive_integers(kind, bad):
+    """As Keras refuses units <= 0 (ValueError naming units); rnnfast also
+    refuses non-integers, which Keras lets through to a later failure, and
+    True (a bool is an int to Python, and Dense(True) was Dense(1))."""
+    make, arg = SIZED_LAYERS[kind]
+    with pytest.raises(ValueError, match=rf"`?\b{arg}\b`?.*{re.escape(repr(bad))}"):
+        make(bad)
+
+
+def _built_on_one_feature(layer):
+    name = type(layer).__name__
+    layer.build((1, 1) if name.endswith("Cell") else {
+        "Conv1D": (1, 5, 1), "Conv2D": (1, 5, 5, 1), "Embedding": (1, 2)}.get(name, (1, 2, 1)))
+
+
+@pytest.mark.skipif(_budget.physical_memory() is None, reason="the OS does not tell its memory")
+@pytest.mark.parametrize("size", ["memory", 2 ** 62, 10 ** 30])
+@pytest.mark.parametrize("kind", sorted(SIZED_LAYERS))
+def test_absurd_sizes_fail_at_build_naming_the_bytes(kind, size):
+    """A size no machine holds fails when the layer builds, with a
+    MemoryError naming the weight and its bytes, before anything is
+    allocated (LSTM(2**62) raised NumPy's "Maximum allowed dimension
+    exceeded"; LSTM(10**6) would have started a QR of a 10**6 x 4*10**6
+    matrix)."""
+    mem = _budget.physical_memory()
+    n = mem if size == "memory" else size  # its first weight holds >= 4*n bytes
+    make, _ = SIZED_LAYERS[kind]
+    layer = make(n)
+    with pytest.raises(MemoryError, match=r"weight '\w+' of layer '[\w/]+' with shape \(.*\) "
+                                          rf"needs (\d+) bytes .* more than this machine's {mem} "
+                                          rf"bytes of memory") as e:
+        _built_on_one_feature(layer)
+    needed = int(re.search(r"needs (\d+) bytes", str(e.value)).group(1))
+    assert needed > mem and needed % 4 == 0
+    assert not layer.built and not layer.weights
+
+
+def test_a_layers_weights_count_together_against_memory(monkeypatch):
+    """Each of an LSTM(4)'s weights fits in 400 bytes, but the recurrent
+    kernel with the kernel does not (192 + 256 bytes)."""
+    monkeypatch.setattr(_budget, "physical_memory", lambda: 400)
+    layer = layers.LSTM(4)
+    with pytest.raises(MemoryError, match=r"weight 'recurrent_kernel' of layer 'lstm\w*/lstm_cell' "
+                                          r"with shape \(4, 16\), with the layer's other "
+                                          r"weights, needs 448 bytes"):
+        layer.build((1, 2, 3))
+    monkeypatch.setattr(_budget, "physical_memory", lambda: 512)
+    layers.LSTM(4).build((1, 2, 3))  # 192 + 256 + 64 bytes: fits exactly
 
 
 def test_top_level_aliases():

@@ -794,10 +794,11 @@ def test_configs_naming_code_run_nothing(tmp_path, kind, no_code_runs):
 @pytest.mark.parametrize("kind", ["rnnfast", "h5"])
 def test_module_and_registered_name_only_label_builtins(tmp_path, kind, no_code_runs):
     """A config's "module" and "registered_name" never lead to an import or a
-    lookup outside rnnfast's own registries: Keras files refuse a module
-    other than Keras's (ConversionError); rnnfast's own file resolves the
-    class name in its registries only, so a built-in under a forged module or
-    registered name loads as that built-in and nothing else."""
+    lookup outside rnnfast's own registries. rnnfast's own file refuses
+    labels it never writes, as the .keras loader does (FormatError naming the
+    file and the field; it used to load a Dense "from" subprocess as
+    rnnfast's Dense); a legacy .h5 refuses a module other than Keras's
+    (ConversionError) and resolves class names in rnnfast's registries only."""
     import importlib
 
     if kind == "h5" and h5py is None:
@@ -808,28 +809,121 @@ def test_module_and_registered_name_only_label_builtins(tmp_path, kind, no_code_
     monkeypatch.setattr(importlib, "import_module",
                         lambda name, *a: (imported.append(name), real_import(name, *a))[1])
     src = saved_rnnfast(tmp_path)[0] if kind == "rnnfast" else unpack("keras3_stack.h5", tmp_path)
-    tricks = {
-        "registered_name": lambda c: c["config"]["layers"][1]["config"].__setitem__(
+    tricks = {  # name: (edit, the field rnnfast's loader names)
+        "registered_name": (lambda c: c["config"]["layers"][1]["config"].__setitem__(
             "activation", {"module": "keras.activations", "class_name": "function",
                            "config": "tanh", "registered_name": "os>system"}),
-        "registered_name as the name": lambda c: c["config"]["layers"][1]["config"].__setitem__(
+            "config.layers[1].config.activation.registered_name is 'os>system'"),
+        "registered_name as the name": (lambda c: c["config"]["layers"][1]["config"].__setitem__(
             "activation", {"module": "keras.activations", "class_name": "function",
                            "config": "system", "registered_name": "tanh"}),
-        "module": lambda c: c["config"]["layers"][-1].__setitem__("module", "subprocess"),
+            "config.layers[1].config.activation.registered_name is 'tanh'"),
+        "module": (lambda c: c["config"]["layers"][-1].__setitem__("module", "subprocess"),
+                   "config.layers[3].module is 'subprocess'"),
     }
     try:
-        for name, edit in tricks.items():
+        for name, (edit, field) in tricks.items():
             path = forged_file(kind, src, tmp_path / f"{name.replace(' ', '_')}.{kind}", edit)
+            if kind == "rnnfast":
+                with pytest.raises(FormatError, match=re.escape(f"{path}: config.json's {field}")):
+                    keras.models.load_model(path)
+                continue
             try:
                 model = keras.models.load_model(path)
             except (FormatError, ConversionError) as e:
-                assert kind == "h5" and name == "module", (name, e)
+                assert name == "module", (name, e)
                 continue
             assert all(type(l).__module__.startswith("rnnfast.") for l in model.layers), name
             assert model.layers[0].get_config()["activation"] == "tanh", name
     finally:
         monkeypatch.undo()
     assert all(n.startswith("rnnfast") for n in imported), imported
+
+
+def test_rnnfast_file_labels_are_checked_like_keras_files(tmp_path, no_code_runs):
+    """Forged module and registered_name fields anywhere in config.json (the
+    model, a layer, a nested object, the compile config): refused with
+    FormatError naming the file and the field; what rnnfast and Keras write
+    for their own classes loads."""
+    src, model = saved_rnnfast(tmp_path)
+    x = np.random.default_rng(0).standard_normal((3, 6, 2)).astype(np.float32)
+    refused = {
+        "model module": (lambda c: c.__setitem__("module", "my_package.models"),
+                         "module is 'my_package.models' (for 'Sequential')"),
+        "model registered_name": (lambda c: c.__setitem__("registered_name", "my_package>Net"),
+                                  "registered_name is 'my_package>Net' for class 'Sequential'"),
+        "layer module not a string": (lambda c: c["config"]["layers"][1].__setitem__("module", 3),
+                                      "config.layers[1].module is 3"),
+        "initializer module": (lambda c: c["config"]["layers"][2]["config"]["kernel_initializer"]
+                               .__setitem__("module", "numpy.random"),
+                               "config.layers[2].config.kernel_initializer.module is "
+                               "'numpy.random' (for 'GlorotUniform')"),
+        "keras-lookalike module": (lambda c: c["config"]["layers"][3].__setitem__(
+            "module", "kerasx.layers"), "config.layers[3].module is 'kerasx.layers'"),
+        "optimizer module": (lambda c: c["compile_config"]["optimizer"].__setitem__(
+            "module", "torch.optim"), "compile_config.optimizer.module is 'torch.optim'"),
+    }
+    for i, (name, (edit, field)) in enumerate(refused.items()):
+        path = forged_file("rnnfast", src, tmp_path / f"refused{i}.rnnfast", edit)
+        with pytest.raises(FormatError, match=re.escape(f"{path}: config.json's {field}")):
+            keras.models.load_model(path)
+    # The compile config is read only to compile: compile=False loads the model.
+    path = forged_file("rnnfast", src, tmp_path / "optimizer.rnnfast",
+                       refused["optimizer module"][0])
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    accepted = {
+        "rnnfast's module": lambda c: c["config"]["layers"][3].__setitem__("module",
+                                                                          "rnnfast.layers"),
+        "Keras's internal module": lambda c: c["config"]["layers"][3].__setitem__(
+            "module", "keras.src.layers.core.dense"),
+        "registered_name as the class": lambda c: c["config"]["layers"][3].__setitem__(
+            "registered_name", "Dense"),
+        "built-in function": lambda c: c["config"]["layers"][3]["config"].__setitem__(
+            "activation", {"module": "keras.activations", "class_name": "function",
+                           "config": "linear", "registered_name": "function"}),
+        "no labels (Keras 2)": lambda c: [c["config"]["layers"][i].pop(k, None)
+                                          for i in range(4) for k in ("module", "registered_name")],
+    }
+    for i, (name, edit) in enumerate(accepted.items()):
+        path = forged_file("rnnfast", src, tmp_path / f"accepted{i}.rnnfast", edit)
+        np.testing.assert_array_equal(keras.models.load_model(path).predict(x, verbose=0),
+                                      model.predict(x, verbose=0), err_msg=name)
+
+
+def _halved_tanh(x):
+    return np.tanh(x) / 2
+
+
+def test_rnnfast_file_custom_objects_are_the_callers(tmp_path):
+    """A custom function is written with its own module (this test file's):
+    refused without custom_objects (the error says to pass them), loaded with
+    them or once registered."""
+    from rnnfast import _serialization
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([layers.Input(shape=(6, 2)), layers.SimpleRNN(3),
+                              layers.Dense(1, activation=_halved_tanh)])
+    path = tmp_path / "custom.rnnfast"
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+    activation = config["config"]["layers"][2]["config"]["activation"]
+    assert activation["module"] == __name__ and activation["config"] == "_halved_tanh"
+    with pytest.raises(FormatError, match=re.escape(
+            f"{path}: config.json's config.layers[2].config.activation.module is {__name__!r} "
+            f"(for '_halved_tanh'), not a module of Keras or rnnfast; a custom object must be "
+            f"passed in custom_objects")):
+        keras.models.load_model(path)
+    x = np.random.default_rng(0).standard_normal((3, 6, 2)).astype(np.float32)
+    loaded = keras.models.load_model(path, custom_objects={"_halved_tanh": _halved_tanh})
+    assert loaded.layers[1].activation is _halved_tanh
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    _serialization.register_custom_object("_halved_tanh", _halved_tanh)
+    try:
+        assert keras.models.load_model(path).layers[1].activation is _halved_tanh
+    finally:
+        del _serialization._custom_objects["_halved_tanh"]
 
 
 # ---- zip members with path-traversal names -------------------------------------------------

@@ -223,6 +223,38 @@ def test_one_model_predicts_from_many_threads(kind, threads):
             np.testing.assert_array_equal(np.asarray(y), want[key])
 
 
+def test_model_call_keeps_each_threads_kernel_objects():
+    """model(x) keeps the calling thread's kernel objects, as predict_on_batch
+    does (the same ones). It made new ones per call, whose fresh workspaces
+    cost about 220 page faults per call: the W1 model took 0.75 ms per call
+    against predict_on_batch's 0.39 ms. The outputs stay the caller's."""
+    keras.utils.set_random_seed(4)
+    model = MODELS["lstm"]()
+    x, x2 = _inputs("lstm", 0), _inputs("lstm", 1)
+
+    def kernels():
+        return [c.kernel for c in model._predict_ctx().nodes if getattr(c, "kernel", None)]
+
+    y = model(x)
+    mine = kernels()
+    assert len(mine) == 2  # the two LSTM layers'
+    y2 = model(x2)
+    assert all(a is b for a, b in zip(kernels(), mine))
+    np.testing.assert_array_equal(model.predict_on_batch(x), y)  # y was not overwritten
+    assert all(a is b for a, b in zip(kernels(), mine))
+    np.testing.assert_array_equal(model(x2), y2)
+    # Another thread has kernel objects of its own, and the same results.
+    theirs = run_threads(2, lambda i: (model(x), model(x2), kernels()))
+    for a, b, k in theirs.values():
+        np.testing.assert_array_equal(a, y)
+        np.testing.assert_array_equal(b, y2)
+        assert len(k) == 2 and not any(o is m for o in k for m in mine)
+    assert not any(a is b for a in theirs[0][2] for b in theirs[1][2])
+    # A training call gets a context of its own: this thread's kernels keep no cache.
+    model(x, training=True)
+    assert not any(k.has_cache for k in kernels())
+
+
 def test_first_calls_from_threads_build_an_unbuilt_model_once():
     keras.utils.set_random_seed(2)
     model = keras.Sequential([L.LSTM(8), L.Dense(2)])  # built by its first data

@@ -9,6 +9,8 @@ models built meanwhile in other threads are not limited by it."""
 from __future__ import annotations
 
 import contextvars
+import functools
+import os
 
 # A stateful layer's states are zeros that the file does not hold: they may
 # take this much beyond the weights' budget (a batch of 1024 rows of 2048
@@ -38,6 +40,27 @@ def claim(nbytes: int, what: str) -> None:
     if nbytes > budget.remaining:
         raise BudgetExceeded(f"{what} needs {nbytes} bytes")
     budget.remaining -= nbytes
+
+
+@functools.lru_cache(maxsize=None)
+def physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the OS does not tell."""
+    try:
+        n = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return n if n > 0 else None
+
+
+def check_fits_memory(nbytes: int, what: str) -> None:
+    """MemoryError naming the size when `nbytes` exceed the machine's physical
+    memory: an absurd size (LSTM(10**6)) fails at once and clearly, instead of
+    in an initializer's allocation, or after the OS overcommitted it and
+    killed the process on first touch."""
+    total = physical_memory()
+    if total is not None and nbytes > total:
+        raise MemoryError(f"{what} needs {nbytes} bytes ({nbytes / 2 ** 30:.4g} GiB), more than "
+                          f"this machine's {total} bytes of memory")
 
 
 def claim_states(nbytes: int, what: str) -> None:

@@ -11,15 +11,43 @@ dict (Keras 2 files), a string name, an instance or a callable."""
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from typing import Any, Callable, Mapping
 
 _custom_objects: dict = {}
+# The custom_objects of a loader running in this thread (load_model's): they
+# reach every lookup while it builds the model, as Keras's custom_object_scope.
+_scoped = contextvars.ContextVar("rnnfast_custom_objects", default=None)
 
 
 def register_custom_object(name: str, obj: Any) -> None:
     """Makes ``obj`` resolvable by name in configs (like Keras's custom_objects)."""
     _custom_objects[name] = obj
+
+
+def registered_objects() -> Mapping[str, Any]:
+    """The registered custom objects, and those of the custom_object_scope
+    active in this thread (which take precedence)."""
+    scoped = _scoped.get()
+    return {**_custom_objects, **scoped} if scoped else _custom_objects
+
+
+class custom_object_scope:
+    """While active (in this thread), ``custom_objects`` resolve by name in
+    configs, as registered ones do: a layer's activation, initializer, ...
+    deserialized without a custom_objects argument of its own."""
+
+    def __init__(self, custom_objects: Mapping[str, Any] | None):
+        self.custom_objects = dict(custom_objects or {})
+
+    def __enter__(self):
+        self._token = _scoped.set({**(_scoped.get() or {}), **self.custom_objects})
+        return self
+
+    def __exit__(self, *exc):
+        _scoped.reset(self._token)
+        return False
 
 
 def serialize_object(obj: Any, module: str) -> Any:
@@ -53,7 +81,7 @@ def deserialize_object(identifier: Any, module_objects: Mapping[str, Any], kind:
     if identifier is None:
         return None
     objects = dict(module_objects)
-    objects.update(_custom_objects)
+    objects.update(registered_objects())
     if custom_objects:
         objects.update(custom_objects)
     if isinstance(identifier, Mapping):

@@ -623,8 +623,9 @@ def _lookup(name: str, custom_objects: Mapping[str, Any] | None = None):
         return custom_objects[name]
     if name in ALL_OBJECTS_DICT:
         return ALL_OBJECTS_DICT[name]
-    if name in _serialization._custom_objects:
-        return _serialization._custom_objects[name]
+    registered = _serialization.registered_objects()
+    if name in registered:
+        return registered[name]
     raise _unknown(name)
 
 

@@ -154,7 +154,7 @@ def get(identifier):
     elif isinstance(identifier, str):
         obj = ALL_OBJECTS_DICT.get(identifier)
         if obj is None:
-            obj = _serialization._custom_objects.get(identifier)
+            obj = _serialization.registered_objects().get(identifier)
         if obj is None:
             raise ValueError(f"Could not interpret constraint identifier: {identifier!r}. "
                              f"Known: {sorted(ALL_OBJECTS_DICT)}")

@@ -239,7 +239,7 @@ def get(identifier):
     elif isinstance(identifier, str):
         obj = ALL_OBJECTS_DICT.get(identifier)
         if obj is None:
-            obj = _serialization._custom_objects.get(identifier)
+            obj = _serialization.registered_objects().get(identifier)
         if obj is None:
             hint = (" (Keras 3 spells the L1L2 string 'l1l2'; or pass "
                     "L1L2(l1=..., l2=...))") if identifier == "l1_l2" else ""

@@ -35,7 +35,7 @@ import zipfile
 
 import numpy as np
 
-from . import _io, _rng
+from . import _io, _rng, _serialization
 from ._io import FormatError
 from . import _budget
 
@@ -232,6 +232,57 @@ _CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, O
                   RecursionError)
 
 
+# Modules a config may name without custom objects: what rnnfast writes for its
+# own classes and Keras writes for its built-ins.
+_OWN_MODULES = ("keras", "rnnfast")
+
+
+def _check_labels(obj, path, custom, trail=""):
+    """Refuses a "module" or "registered_name" that rnnfast never writes for
+    its own classes, as the .keras loader refuses them (FormatError naming the
+    file and the field): they do not choose what is loaded (class names
+    resolve in rnnfast's registries only), but a config that claims a class
+    from another module was not written for rnnfast's. A class or function
+    the caller passes in custom_objects (or registered) is the caller's own:
+    its labels are not checked, and nothing below it, as in the .keras loader."""
+    from .layers import registry
+
+    if isinstance(obj, dict):
+        cls = obj.get("class_name")
+        if isinstance(cls, str):
+            fn_name = obj.get("config") if cls == "function" else None
+            registered = obj.get("registered_name")
+            if cls in custom or (isinstance(fn_name, str) and fn_name in custom) or \
+                    (isinstance(registered, str) and registered in custom):
+                return
+            at = f"{trail}." if trail else ""
+            if "module" in obj:
+                module = obj["module"]
+                own = getattr(registry.LAYERS.get(cls), "KERAS_MODULE", None)
+                if not isinstance(module, str) or (module.split(".")[0] not in _OWN_MODULES
+                                                   and module != own):
+                    shown = fn_name if cls == "function" else cls
+                    raise FormatError(f"{path}: config.json's {at}module is {module!r} (for "
+                                      f"{shown!r}), not a module of Keras or rnnfast; a custom "
+                                      f"object must be passed in custom_objects (nothing is "
+                                      f"imported from a file)")
+            # None for built-ins; Keras writes "Functional" and, for functions,
+            # "function" or the function's name.
+            allowed = (cls, "function", fn_name) if cls == "function" else (cls,)
+            if registered is not None and registered not in allowed:
+                expected = " or ".join(repr(a) for a in (None,) + tuple(dict.fromkeys(allowed)))
+                raise FormatError(f"{path}: config.json's {at}registered_name is {registered!r} "
+                                  f"for class {cls!r}, expected {expected}; a custom object must "
+                                  f"be passed in custom_objects")
+        for key, value in obj.items():
+            if trail == "" and key == "compile_config":
+                continue  # checked when the model is compiled (load_model(compile=True))
+            _check_labels(value, path, custom, f"{trail}.{key}" if trail else str(key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            _check_labels(value, path, custom, f"{trail}[{i}]")
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Reads a model file, told apart by content: rnnfast's own (``model.save``
     to any name but ``.keras``), a Keras 3 ``.keras`` file or a legacy Keras
@@ -252,8 +303,6 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
 
 def _load_rnnfast(path, custom_objects, compile):
-    from .layers import registry
-
     size = os.path.getsize(path)
     with _open(path) as zf:
         metadata = _read_json(zf, "metadata.json", path, size)
@@ -275,6 +324,17 @@ def _load_rnnfast(path, custom_objects, compile):
     if not isinstance(config, dict) or config.get("class_name") not in MODEL_CLASSES or \
             not isinstance(config.get("config"), dict):
         raise FormatError(f"{path}: config.json holds no Sequential or functional model")
+    custom = _serialization.registered_objects() | dict(custom_objects or {})
+    _check_labels(config, path, custom)
+    if compile:
+        _check_labels(config.get("compile_config"), path, custom, "compile_config")
+    with _serialization.custom_object_scope(custom_objects):
+        return _build_rnnfast(path, config, metadata, weights, opt_data, custom_objects, compile)
+
+
+def _build_rnnfast(path, config, metadata, weights, opt_data, custom_objects, compile):
+    from .layers import registry
+
     # Building may not allocate more than the file's weights: a forged config
     # cannot make the loader allocate unbounded memory.
     budget = sum(a.nbytes for _, a in weights)

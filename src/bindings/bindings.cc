@@ -55,6 +55,23 @@ const char* DTypeName<double>() {
   return "float64";
 }
 
+Index SatMul(Index a, Index b) {
+  Index r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r) || r > kMaxBytes) return kMaxBytes + 1;
+  return r;
+}
+
+Index SatAdd(Index a, Index b) {
+  Index r = 0;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r) || r > kMaxBytes) return kMaxBytes + 1;
+  return r;
+}
+
+void RaiseMemoryError(const std::string& message) {
+  py::set_error(PyExc_MemoryError, message.c_str());
+  throw py::error_already_set();
+}
+
 void CheckShape(const py::array& a, const char* name, const Shape& shape, const std::string& meaning) {
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];

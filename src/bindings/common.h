@@ -46,6 +46,23 @@ py::array AsArray(py::handle obj, const char* name);
 template <typename T>
 const char* DTypeName();
 
+// Largest `units` of a recurrent kernel object. Its recurrent kernel
+// [units, G*units] would hold 2**58 values at this bound, far beyond any
+// memory; larger values could overflow the size arithmetic (G*units, the
+// workspace sizes) instead of failing cleanly.
+constexpr Index kMaxUnits = Index{1} << 28;
+
+// Byte counts are computed saturated: a product or sum above kMaxBytes (more
+// than any allocation can hold) comes out as kMaxBytes + 1 instead of
+// wrapping to a small, wrong size.
+constexpr Index kMaxBytes = Index{1} << 62;
+Index SatMul(Index a, Index b);
+Index SatAdd(Index a, Index b);
+
+// Raises MemoryError with this message (a std::bad_alloc from the kernels
+// would otherwise read just "std::bad_alloc"). Needs the GIL.
+[[noreturn]] void RaiseMemoryError(const std::string& message);
+
 // Raises ValueError unless a has exactly this shape; `meaning` names the axes.
 void CheckShape(const py::array& a, const char* name, const Shape& shape, const std::string& meaning);
 

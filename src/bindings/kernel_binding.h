@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -33,6 +34,11 @@ class KernelObject {
   explicit KernelObject(const CellConfig& config) : config_(config) {
     if (config.units <= 0)
       throw py::value_error("units must be a positive integer, got " + std::to_string(config.units));
+    if (config.units > kMaxUnits)
+      throw py::value_error("units must be at most 2**28 (its recurrent kernel [units, " +
+                            std::to_string(Traits::kGates) +
+                            "*units] could not be held in memory), got " +
+                            std::to_string(config.units));
   }
 
   const CellConfig& config() const { return config_; }
@@ -100,6 +106,19 @@ class KernelObject {
     if (B <= 0 || Tn <= 0 || I <= 0)
       throw py::value_error("x must have at least one batch row, time step and feature, got shape " +
                             ShapeStr(xa));
+    // What a training forward keeps, per row and step: the G*U gates, the
+    // states and dropped copies (at most (G + 3)*U more) and G copies of the
+    // input; the outputs and packed weights besides. Checked before x is
+    // copied or anything allocated: sizes whose byte count overflowed gave
+    // small buffers (a broadcast x can claim any shape).
+    const Index per_step = SatAdd(SatMul(2 * G + 3, U), SatMul(G, I));
+    const Index bytes = SatMul(SatAdd(SatMul(SatMul(B, SatAdd(Tn, 1)), per_step),
+                                      SatMul(SatMul(2 * G, U), SatAdd(U, I))),
+                               static_cast<Index>(sizeof(T)));
+    if (bytes > kMaxBytes)
+      throw py::value_error("x of shape " + ShapeStr(xa) + " with units=" + std::to_string(U) +
+                            " needs a workspace of more than 2**62 bytes; use fewer batch rows or "
+                            "time steps per call");
     const std::string g = std::to_string(G);
     auto x = Input<T>(xa, "x", Shape{B, Tn, I}, "batch, time, features");
     auto k = Input<T>(kernel, "kernel", Shape{I, G * U}, "features, " + g + "*units");
@@ -149,9 +168,13 @@ class KernelObject {
     Cell<T>& cell = Get<T>();
     // Begin() discards this dtype's cache, whatever happens next.
     if (cache_dtype_ == static_cast<int>(sizeof(T))) cache_dtype_ = 0;
-    {
+    try {
       py::gil_scoped_release release;
       cell.Forward(training, a);
+    } catch (const std::bad_alloc&) {
+      RaiseMemoryError(std::string(Traits::kName) + ".forward: could not allocate the workspace "
+                       "for x of shape " + ShapeStr(xa) + " with units=" + std::to_string(U) +
+                       " (up to " + std::to_string(bytes) + " bytes)");
     }
     if (training) cache_dtype_ = static_cast<int>(sizeof(T));
     py::object final_state = h_last;
@@ -206,9 +229,13 @@ class KernelObject {
     a.drecurrent_kernel = dr.mutable_data();
     a.dbias = MutableData(db);
     cache_dtype_ = 0;  // consumed, even if the kernel throws
-    {
+    try {
       py::gil_scoped_release release;
       cell.Backward(a);
+    } catch (const std::bad_alloc&) {
+      RaiseMemoryError(std::string(Traits::kName) + ".backward: could not allocate the workspace "
+                       "for a batch of " + std::to_string(B) + " over " + std::to_string(Tn) +
+                       " steps with units=" + std::to_string(U));
     }
     py::object dinit = dh0;
     if (Traits::kStates > 1) dinit = py::make_tuple(dh0, *dc0);

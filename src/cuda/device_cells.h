@@ -197,7 +197,8 @@ RNNFAST_HD void GRUBackwardPoint(Index b, Index u, Index U, int act, int rec_act
   }
   const T z = x[u], r = x[U + u], hh = x[2 * U + u];
   const T dhh = dh[i] * (T(1) - z) * ActGrad(act, hh);
-  const T dz = dh[i] * (h_prev[i] - hh) * ActGrad(rec_act, z);
+  // dh h_{t-1} - dh hh: autodiff's order, as the CPU kernels (gru.cc)
+  const T dz = (dh[i] * h_prev[i] - dh[i] * hh) * ActGrad(rec_act, z);
   const T dr_ = dhh * r3[2 * U + u] * ActGrad(rec_act, r);
   dx[u] = dz;
   dx[U + u] = dr_;
@@ -256,7 +257,7 @@ RNNFAST_HD void GRUBeforeBackwardPoint1(Index b, Index u, Index U, int act, int 
   }
   const T z = x[u], hh = x[2 * U + u];
   const T dhh = dh[i] * (T(1) - z) * ActGrad(act, hh);
-  d[u] = dh[i] * (h_prev[i] - hh) * ActGrad(rec_act, z);
+  d[u] = (dh[i] * h_prev[i] - dh[i] * hh) * ActGrad(rec_act, z);
   d[2 * U + u] = dhh;
   dhg[i] = dhh;
   dh_carry[i] = dh[i] * z;

@@ -148,6 +148,11 @@ class Kernel {
          const std::string& recurrent_activation, bool go_backwards, bool reset_after, int device)
       : units_(units), device_(device) {
     if (units <= 0) throw py::value_error("units must be a positive integer");
+    // As the CPU kernels (bindings/common.h, kMaxUnits): beyond it the
+    // recurrent kernel could not be held and the size arithmetic could overflow.
+    if (units > (1LL << 28))
+      throw py::value_error("units must be at most 2**28 (its recurrent kernel [units, G*units] "
+                            "could not be held in memory), got " + std::to_string(units));
     o_.cell = cell;
     o_.activation = ActivationCode(activation);
     o_.recurrent_activation = ActivationCode(recurrent_activation);
@@ -228,6 +233,21 @@ class Kernel {
     if (xa.ndim() != 3) throw py::value_error("x must be a 3-D array (batch, time, features), got shape " + ShapeStr(xa));
     const long long B = xa.shape(0), Tn = xa.shape(1), I = xa.shape(2), U = units_, GU = G() * U;
     if (B <= 0 || Tn <= 0 || I <= 0) throw py::value_error("x must not be empty");
+    {
+      // The device buffers hold per row and step the gates, states and the
+      // input: refuse sizes whose byte count overflows before anything is
+      // copied (a broadcast x can claim any shape).
+      long long per = 0, rows = 0, total = 0;  // 2 * GU + 3 * U: at most 2**32 (units bound)
+      const bool overflow = __builtin_add_overflow(2 * GU + 3 * U, I, &per) ||
+                            __builtin_mul_overflow(B, Tn, &rows) ||
+                            __builtin_mul_overflow(rows, per, &total) ||
+                            __builtin_mul_overflow(total, static_cast<long long>(sizeof(T)),
+                                                   &total);
+      if (overflow || total > (1LL << 62))
+        throw py::value_error("x of shape " + ShapeStr(xa) + " with units=" + std::to_string(U) +
+                              " needs more than 2**62 bytes of workspace; use fewer batch rows or "
+                              "time steps per call");
+    }
     auto x = In<T>(xa, "x", {B, Tn, I});
     const bool two = o_.cell == Cell::kGRU && o_.reset_after;
     const Shape bshape = two ? Shape{2, GU} : Shape{GU};

@@ -6,6 +6,19 @@ namespace rnnfast {
 
 using detail::Range;
 
+// The new state z * h_{t-1} + (1 - z) * hh, in Keras's order. The cheaper
+// looking hh + z * (h_{t-1} - hh) is equal for finite values, but not where
+// unbounded activations (relu, linear) overflow: hh = inf with 0 < z < 1 gave
+// inf - inf = NaN there, where Keras gives inf. Same cost: one subtraction,
+// one product and one multiply-add.
+template <typename T>
+inline detail::Packet<T> Blend(const detail::Packet<T>& z, const detail::Packet<T>& h_prev,
+                               const detail::Packet<T>& hh) {
+  namespace pk = detail::pk;
+  const auto one = pk::pset1<detail::Packet<T>>(T(1));
+  return pk::pmadd(z, h_prev, pk::pmul(pk::psub(one, z), hh));
+}
+
 template <typename T>
 struct GRUOptions::Impl {
   detail::Sequence<T> seq;
@@ -72,8 +85,8 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
           const auto hh = PActivate<T>(act, pk::pmadd(r, rh, LoadN(g + 2 * U + j, n)));
           StoreN(g + 2 * U + j, hh, n);
           const auto hpv = LoadN(row.prev + j, n);
-          // z h + (1 - z) hh, or the carried state for a masked row
-          q.StoreState(row, j, n, row.on ? pk::padd(hh, pk::pmul(z, pk::psub(hpv, hh))) : hpv);
+          // z h + (1 - z) hh (Keras's form, see Blend), or the carried state for a masked row
+          q.StoreState(row, j, n, row.on ? Blend<T>(z, hpv, hh) : hpv);
         });
       }
       if (!after) {
@@ -90,7 +103,7 @@ void GRUOptions::Impl<T>::Forward(const GRUOptions& o, bool training, const Forw
                   act, pk::padd(detail::LoadN(g + 2 * U + j, n), detail::LoadN(sh + j, n)));
               const auto z = detail::LoadN(g + j, n), hpv = detail::LoadN(row.prev + j, n);
               detail::StoreN(g + 2 * U + j, hh, n);
-              q.StoreState(row, j, n, row.on ? pk::padd(hh, pk::pmul(z, pk::psub(hpv, hh))) : hpv);
+              q.StoreState(row, j, n, row.on ? Blend<T>(z, hpv, hh) : hpv);
             });
           }
         }
@@ -157,7 +170,10 @@ void GRUOptions::Impl<T>::Backward(const GRUOptions& o, const BackwardArgs<T>& a
           const auto z = LoadN(g + j, n), r = LoadN(g + U + j, n), hh = LoadN(g + 2 * U + j, n);
           const auto one = pk::pset1<detail::Packet<T>>(T(1));
           const auto dhh = PMulActGrad<T>(act, pk::pmul(dh, pk::psub(one, z)), hh);
-          StoreN(g + j, PMulActGrad<T>(ract, pk::pmul(dh, pk::psub(LoadN(hp + j, n), hh)), z), n);
+          // d z = dh h_{t-1} - dh hh, as autodiff of Blend's form gives it (dh (h_{t-1} - hh)
+          // differs where the products overflow: dh = inf gave inf * (h - hh), not inf - inf)
+          const auto dz = pk::psub(pk::pmul(dh, LoadN(hp + j, n)), pk::pmul(dh, hh));
+          StoreN(g + j, PMulActGrad<T>(ract, dz, z), n);
           StoreN(g + 2 * U + j, dhh, n);
           StoreN(dir + j, pk::pmul(dh, z), n);
           if (after) {

@@ -96,6 +96,34 @@ class Sequence {
   // Units are split on multiples of a cache line.
   static constexpr Index kAlign = static_cast<Index>(64 / sizeof(T));
 
+  // The workspace's sizes below are products of the dimensions: refuses
+  // dimensions whose products would overflow (a wrapped size gave a small
+  // buffer that the kernel wrote past). The bound, 2**62 bytes, is beyond any
+  // memory (the Python binding checks the same before copying anything).
+  static void CheckSizes(const Dims& d, int gates) {
+    constexpr Index kMax = (Index{1} << 62) / static_cast<Index>(sizeof(T));
+    bool overflow = false;
+    auto mul = [&](Index a, Index b) {
+      Index r = 0;
+      overflow = overflow || __builtin_mul_overflow(a, b, &r) || r > kMax;
+      return r;
+    };
+    auto add = [&](Index a, Index b) {
+      Index r = 0;
+      overflow = overflow || __builtin_add_overflow(a, b, &r) || r > kMax;
+      return r;
+    };
+    const Index gu = mul(gates, d.units);
+    // Per row and step: gates, states and masked copies, G input copies.
+    const Index per = add(add(mul(gates, d.input), mul(2, gu)), mul(3, d.units));
+    const Index rows = mul(d.batch, add(d.time, 1));
+    // Besides: the weights' packed copies, [U + I, G*U].
+    add(mul(rows, per), mul(add(d.units, d.input), gu));
+    if (overflow)
+      throw std::length_error("batch, time, input and units are too large: the workspace would "
+                              "exceed 2**62 bytes");
+  }
+
   // Checks the forward's arguments and sizes the workspace. bf16: the cell's
   // bf16 option (used for float where Bf16Enabled()).
   void Begin(const ForwardArgs<T>& a, int gates, bool train, bool backwards, bool bf16 = false) {
@@ -104,6 +132,7 @@ class Sequence {
       throw std::invalid_argument("batch, time, input and units must all be positive");
     if (a.x == nullptr || a.kernel == nullptr || a.recurrent_kernel == nullptr)
       throw std::invalid_argument("x, kernel and recurrent_kernel are required");
+    CheckSizes(d, gates);
     auto check_count = [gates](int n, const void* p, const char* what) {
       if (p == nullptr) return 0;
       if (n != 1 && n != gates)

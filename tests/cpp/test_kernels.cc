@@ -2,9 +2,11 @@
 // forward against a scalar loop written from the equations, and every
 // gradient of the backward against central finite differences, in double.
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -297,9 +299,35 @@ void CheckThreads(const std::string& cell, Index B, Index T, Index I, Index U) {
   if (cell == "lstm") Expect(MaxRel(g[1].dc0, g[0].dc0) < tol, name + ": threaded dc0 differs");
 }
 
+// Dimensions whose workspace sizes overflow are refused before anything is
+// read or allocated (a wrapped product gave a small buffer the kernel wrote past).
+void CheckOverflowingSizes() {
+  double dummy[8] = {};
+  for (const rnnfast::Dims d : {rnnfast::Dims{Index{1} << 40, Index{1} << 40, 1, 4},
+                                rnnfast::Dims{1, 1, 1, Index{1} << 62},
+                                rnnfast::Dims{2, INT64_MAX, 1, 4},
+                                rnnfast::Dims{1, 1, INT64_MAX, 1}}) {
+    rnnfast::ForwardArgs<double> a;
+    a.dims = d;
+    a.x = a.kernel = a.recurrent_kernel = dummy;
+    a.h_last = a.c_last = dummy;
+    rnnfast::LSTM<double> cell(rnnfast::LSTM<double>::Options{});
+    bool refused = false;
+    try {
+      cell.Forward(false, a);
+    } catch (const std::length_error&) {
+      refused = true;
+    }
+    Expect(refused, "dims " + std::to_string(d.batch) + "x" + std::to_string(d.time) + "x" +
+                        std::to_string(d.input) + "x" + std::to_string(d.units) +
+                        ": overflowing sizes not refused");
+  }
+}
+
 }  // namespace
 
 int main() {
+  CheckOverflowingSizes();
   for (const char* cell : {"rnn", "lstm", "gru", "gru_before"})
     for (bool back : {false, true}) CheckCell(cell, back);
   // Rows split: B >= 8 rows, small weights.

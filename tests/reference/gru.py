@@ -129,7 +129,7 @@ def gru_backward(cache, dy, dh_last):
 
         zg, rg, hh, h_prev = st["z"], st["r"], st["hh"], st["h_prev"]
         # h = z * h_prev + (1 - z) * hh
-        dz = dh_new * (h_prev - hh)
+        dz = dh_new * h_prev - dh_new * hh  # autodiff's order (inf - inf where dh is inf)
         dhh = dh_new * (1.0 - zg)
         dhp = dh_new * zg  # direct (undropped) use of h_prev
         da_h = dhh * _act_grad(act, st["a_h"], hh)

@@ -40,7 +40,7 @@ import numpy as np
 from .._naming import to_snake_case
 from ..layers import registry
 from ..layers.registry import LAYERS
-from .. import _budget, _io
+from .. import _budget, _io, _serialization
 from ..layers.rnn.base import RNN
 from ..layers.rnn.bidirectional import Bidirectional
 from ..layers.rnn.time_distributed import TimeDistributed
@@ -144,7 +144,8 @@ def _check_no_code(obj, where, trail="config", custom_objects=None):
         if isinstance(cls, str):
             if cls == "Lambda" and _named_function(obj, custom):
                 return
-            if cls in custom:
+            if cls in custom or (cls == "function" and isinstance(obj.get("config"), str)
+                                 and obj["config"] in custom):
                 return
             if cls in _CODE_CLASSES:
                 raise ConversionError(f"{where}: {trail} is a Keras {cls}, Python code stored in "
@@ -239,11 +240,13 @@ def _build_model(model_config, where, budget, keras_major, custom_objects=None):
         _adapt_layer(layer_config, where, keras_major)
     model_class = registry.get_class("Sequential" if cls == "Sequential" else "Functional")
     try:
-        if budget is None:
-            model = model_class.from_config(inner, custom_objects=custom_objects)
-        else:
-            with _budget.allocation_budget(budget):
+        # The caller's objects resolve everywhere (a layer's activation too).
+        with _serialization.custom_object_scope(custom_objects):
+            if budget is None:
                 model = model_class.from_config(inner, custom_objects=custom_objects)
+            else:
+                with _budget.allocation_budget(budget):
+                    model = model_class.from_config(inner, custom_objects=custom_objects)
     except _budget.BudgetExceeded as e:
         raise FormatError(f"{where}: the config declares more weights than the file can hold "
                           f"({e}); the file is corrupted or forged") from None

@@ -42,7 +42,7 @@ class Dense(Layer):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if quantization_config is not None:
             raise ValueError("Dense: quantization_config is not supported by rnnfast")
-        if not isinstance(units, (int, np.integer)) or units <= 0:
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         if lora_rank is not None:
             raise ValueError("Dense: lora_rank is not supported by rnnfast")

@@ -23,7 +23,7 @@ class Embedding(Layer):
         # tutorials run; the sequence length comes from the data.
         super().__init__(**kwargs)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if not isinstance(v, (int, np.integer)) or v <= 0:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive integer, got {v!r}")
         if lora_rank is not None or quantization_config is not None:
             raise ValueError("Embedding: lora_rank and quantization_config are not supported by "

@@ -153,7 +153,7 @@ def _function_from_config(config, custom_objects, layer_name):
         name = config.get("config")
     else:
         name = config
-    objects = dict(_serialization._custom_objects)
+    objects = dict(_serialization.registered_objects())
     objects.update(custom_objects or {})
     if not isinstance(name, str) or name not in objects:
         raise ValueError(f"Lambda '{layer_name}' calls the function {name!r}; rnnfast never runs "

@@ -26,6 +26,7 @@ tensors (``rnnfast.Input``) records a graph node instead (``node.py``).
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 
 import numpy as np
@@ -254,8 +255,13 @@ class Layer:
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
                    regularizer=None, constraint=None, dtype=None):
         shape = normalize_shape(shape)
-        _budget.claim(int(np.prod(shape, dtype=np.float64)) * self.compute_dtype.itemsize,
-                      f"weight '{name}' of layer '{self.name}' with shape {shape}")
+        # Exact (Python ints): a float product loses digits, an int64 one wraps.
+        nbytes = math.prod(shape) * self.compute_dtype.itemsize
+        what = f"weight '{name}' of layer '{self._path_prefix}{self.name}' with shape {shape}"
+        _budget.claim(nbytes, what)
+        held = sum(v.value.nbytes for v in self._variables)
+        _budget.check_fits_memory(nbytes + held, f"{what}, with the layer's other weights,"
+                                  if held else what)
         init = initializers_module.get(initializer)
         value = np.asarray(init(shape, dtype=self.compute_dtype.name), dtype=self.compute_dtype)
         if value.shape != shape:

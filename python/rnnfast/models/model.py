@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-from .. import _io
+import numpy as np
+
+from .. import _io, _tree
 from ..layers.layer import Layer
 from ..trainers.trainer import Trainer
 
@@ -43,6 +45,23 @@ class Model(Trainer, Layer):
 
         return functional_config.from_config(Model._functional_class if cls is Model else cls,
                                              config, custom_objects)
+
+    # ---- running ---------------------------------------------------------------------
+
+    def call(self, inputs, training=False, mask=None, **kwargs):
+        """model(x) on data. Inference runs in this thread's context, as
+        predict_on_batch does, so that its kernel objects and workspaces are
+        made once and reused (a new context per call remade them, and the
+        fresh workspaces' page faults made W1's model(x) take 0.75 ms against
+        predict_on_batch's 0.39). The outputs are copies, as predict_on_batch's:
+        nothing returned is memory that the context keeps. A training call gets
+        a fresh context, which keeps its caches only while the caller holds it."""
+        if training:
+            return super().call(inputs, training=True, mask=mask, **kwargs)
+        y = self.forward(self._predict_ctx(), inputs, training=False, mask=mask, **kwargs)
+        if type(y) is np.ndarray:
+            return np.array(y, copy=True)
+        return _tree.map_structure(lambda a: np.array(a, copy=True), y)
 
     # ---- structure -------------------------------------------------------------------
 
