@@ -484,7 +484,9 @@ def main():
     conv_workloads = [w for w in args.workloads if w in CONV_WORKLOADS]
     if rnn_workloads:
         print()
-        print_rnn_table(args, med, ceiling, rnn_workloads)
+        backends = sorted({r.get("backend") for k, rs in results.items() if k[2] == "keras"
+                           for r in rs if r.get("backend")})
+        print_rnn_table(args, med, ceiling, rnn_workloads, ", ".join(backends) or None)
     if conv_workloads:
         print()
         print_conv_table(med, conv_workloads)
@@ -494,22 +496,28 @@ def main():
                       indent=1)
 
 
-def print_rnn_table(args, med, ceiling, workloads):
+def print_rnn_table(args, med, ceiling, workloads, keras_backend=None):
+    def ms(v):
+        return f"{v * 1e3:.2f}" if v else "-"
+
     print("| case | rnnfast train ms (GFLOP/s) | torch train ms | keras train ms | speed-up vs torch "
-          "| vs faster anchor | rnnfast infer ms | torch infer ms | RSS MB rnnfast / torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| vs faster anchor | rnnfast infer ms | torch infer ms | keras infer ms | infer vs faster "
+          "| RSS MB rnnfast / torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     speedups, of_ceiling = [], []
     top = max(ceiling.values())
     for w in workloads:
         for cell in args.cells:
             rt, ri = med(w, cell, "rnnfast", "train"), med(w, cell, "rnnfast", "infer")
             tt, ti = med(w, cell, "torch", "train"), med(w, cell, "torch", "infer")
-            kt = med(w, cell, "keras", "train")
+            kt, ki = med(w, cell, "keras", "train"), med(w, cell, "keras", "infer")
             # On the GPU there is no Keras anchor (its reference times are CPU ones).
             ref = None if args.device == "gpu" else KERAS_REFERENCE_TRAIN[(w, cell)]
             keras_txt = f"{kt * 1e3:.1f}" if kt else (f"({ref:.1f} ref)" if ref else "-")
             k_ms = kt * 1e3 if kt else ref
             anchor = min(x for x in (tt * 1e3 if tt else None, k_ms) if x is not None)
+            infer_anchor = min((x for x in (ti, ki) if x), default=None)
+            sp_i = f"{infer_anchor / ri:.2f}x" if infer_anchor else "-"
             sp_t = f"{tt / rt:.2f}x" if tt else "-"
             if tt:
                 speedups.append(tt / rt)
@@ -517,8 +525,11 @@ def print_rnn_table(args, med, ceiling, workloads):
                 of_ceiling.append(f"{w} {cell} {flops(w, cell, True) / rt / 1e9 / top:.0%}")
             rss = f"{med(w, cell, 'rnnfast', 'rss'):.0f} / " + (f"{med(w, cell, 'torch', 'rss'):.0f}" if tt else "-")
             print(f"| {w} {cell} | {rt * 1e3:.2f} ({flops(w, cell, True) / rt / 1e9:.0f}) | "
-                  f"{f'{tt * 1e3:.2f}' if tt else '-'} | {keras_txt} | {sp_t} | {anchor / (rt * 1e3):.2f}x | "
-                  f"{ri * 1e3:.2f} | {ti * 1e3 if ti else float('nan'):.2f} | {rss} |")
+                  f"{ms(tt)} | {keras_txt} | {sp_t} | {anchor / (rt * 1e3):.2f}x | "
+                  f"{ms(ri)} | {ms(ti)} | {ms(ki)} | {sp_i} | {rss} |")
+    if keras_backend:
+        print(f"\nKeras backend: {keras_backend} (a number in parentheses is the reference time of "
+              "shared/workloads.md, Keras on TensorFlow, not measured in this run)")
     if speedups:
         geo = statistics.geometric_mean(speedups)
         print(f"\ngeometric mean of the training speed-ups over PyTorch: {geo:.2f}x")
