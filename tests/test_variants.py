@@ -29,6 +29,37 @@ def test_widest_level_is_loaded():
             assert LEVELS[0] == "x86-64-v4"  # this machine has AVX-512: the wheel must use it
 
 
+# The x86-64 psABI levels as the kernel's /proc/cpuinfo names their features
+# (pni = SSE3, abm = LZCNT): an independent reference for the probe, which
+# reads CPUID and XGETBV itself (the kernel lists avx* only when the OS saves
+# the registers, as the probe's XGETBV check requires).
+PSABI_FLAGS = {
+    "x86-64-v2": ["pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lahf_lm"],
+    "x86-64-v3": ["avx", "avx2", "bmi1", "bmi2", "fma", "f16c", "movbe", "abm"],
+    "x86-64-v4": ["avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"],
+}
+
+
+@pytest.mark.skipif(not (sys.platform == "linux" and os.uname().machine == "x86_64"),
+                    reason="x86-64 Linux only (/proc/cpuinfo)")
+def test_cpu_probe_matches_proc_cpuinfo():
+    from rnnfast import _cpu
+
+    with open("/proc/cpuinfo") as f:
+        line = next(l for l in f if l.startswith("flags"))
+    flags = set(line.split(":", 1)[1].split())
+    expected, ok = {}, True
+    for level in ("x86-64-v2", "x86-64-v3", "x86-64-v4"):
+        ok = ok and all(f in flags for f in PSABI_FLAGS[level])
+        expected[level] = ok
+    assert {lv: _cpu.supports(lv) for lv in expected} == expected
+    assert _cpu.supports("x86-64") and _cpu.supports("generic")
+    assert not _cpu.supports("x86-64-v5")
+    bf16 = rnnfast.build_info()["bf16"]
+    if rnnfast.build_info()["isa_level"] == "x86-64-v4" and "avx512_bf16" in flags:
+        assert bf16["supported"], bf16
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.cell}-{c.U}")

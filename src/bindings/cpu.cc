@@ -4,7 +4,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "cpu_levels.h"
+#include "rnnfast/cpu_levels.h"
 
 namespace {
 

@@ -10,8 +10,9 @@
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
     defined(__AVX512VL__) && (defined(__GNUC__) || defined(__clang__))
 #define RNNFAST_BF16_KERNELS 1
-#include <cpuid.h>
 #include <immintrin.h>
+
+#include "rnnfast/cpu_levels.h"
 #endif
 
 namespace rnnfast {
@@ -59,13 +60,7 @@ Pair* Bf16Scratch(int slot, std::size_t n) {
 namespace {
 
 #if defined(RNNFAST_BF16_KERNELS)
-bool CpuHasBf16() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  if ((a & (1u << 5)) == 0) return false;  // CPUID.(7,1):EAX[5] AVX512_BF16
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");  // also checks that the OS saves the zmm state
-}
+bool CpuHasBf16() { return rnnfast_cpu_has_avx512_bf16() != 0; }
 #endif
 
 const char* UnsupportedReason() {
