@@ -1094,6 +1094,26 @@ def test_matmul_refuses_bad_arguments_by_name(what, data):
         names_argument(e, what)
 
 
+def test_array_conversion_lets_interrupts_through():
+    """An array-like whose conversion fails names the argument (TypeError); a
+    KeyboardInterrupt during the conversion stays a KeyboardInterrupt (it was
+    turned into a TypeError, losing the user's Ctrl-C)."""
+    class Raises:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def __array__(self, *args, **kwargs):
+            raise self.exc
+
+    b = np.ones((4, 5), np.float32)
+    with pytest.raises(TypeError, match=r"\ba must be an array-like"):
+        _core.matmul(Raises(ValueError("no")), b)
+    with pytest.raises(KeyboardInterrupt):
+        _core.matmul(Raises(KeyboardInterrupt()), b)
+    with pytest.raises(SystemExit):
+        _core.matmul(Raises(SystemExit(3)), b)
+
+
 # ---- adam_step ---------------------------------------------------------------------------
 
 def adam_reference(ws, gs, ms, vs, vhats, alpha, c1, c2, eps):

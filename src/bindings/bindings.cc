@@ -42,6 +42,9 @@ py::array AsArray(py::handle obj, const char* name) {
   try {
     return np.attr("asarray")(obj);
   } catch (py::error_already_set& e) {
+    // Only errors about the value: a KeyboardInterrupt (or SystemExit) that
+    // arrived during the conversion must reach the caller as itself.
+    if (!e.matches(PyExc_Exception)) throw;
     throw py::type_error(std::string(name) + " must be an array-like of numbers: " + e.what());
   }
 }
