@@ -183,3 +183,38 @@ def test_batch_one_inference_matches_reference(case, dtype, threads):
     assert_close(y, y_ref, tol, "y")
     for i, (s, s_ref) in enumerate(zip(states, states_ref)):
         assert_close(s, s_ref, tol, f"final state {i}")
+
+
+def wide_cases():
+    """Weights too big to stream their gradients per step (float64, over half
+    an L2 per thread): the weight gradients come from products after the time
+    loop, with consecutive gates merged into one product where their operands
+    continue each other (GRU reset_after: gates z, r together, h alone; input
+    dropout: one input copy per gate, nothing merged)."""
+    wide = dict(B=6, T=4, I=40, U=384, dtype=np.float64)  # over 1 MiB per thread at 2
+    return [Case("lstm", **wide), Case("lstm", input_dropout=4, **wide),
+            Case("gru", **wide), Case("gru", reset_after=False, **wide),
+            Case("gru", recurrent_dropout=3, mask=True, **wide),
+            Case("simple_rnn", **{**wide, "U": 800})]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", wide_cases(), ids=case_id)
+def test_wide_weights_gradients_match_reference(case, threads):
+    import rnnfast
+
+    a = make_arrays(case)
+    dy, ds = output_grads(case)
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        y, _, grads = run_kernel(case, a, dy, ds)
+    finally:
+        rnnfast.set_num_threads(before)
+    y_ref, _, cache = reference_forward(case, a)
+    ref = reference_backward(case, cache, dy, ds)
+    tol = tolerance(case.dtype)
+    assert_close(y, y_ref, tol, "y")
+    for key in GRAD_KEYS:
+        if ref.get(key) is not None:
+            assert_close(grads[key], ref[key], tol, key)

@@ -878,18 +878,35 @@ class Sequence {
     const Index rows = Tn * B;
     const Range cols = Split(GU, team.size, team.rank, kAlign);
     if (bf16_) WeightGradsBf16(team, a, rg, separate_rec_bias);
-    for (int g = 0; g < G && !bf16_; ++g) {
-      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, (g + 1) * U);
-      if (c1 <= c0) continue;
-      const Index w = c1 - c0, off = c0 - g * U;
-      const T* dgi = gates_.data() + c0;
-      Gemm<T>(true, false, I, w, rows, Xs(g), I, dgi, GU, a.dkernel + c0, GU, false);
-      Gemm<T>(true, false, U, w, rows, rg.src[g], U, rg.dg[g] + off, rg.ld[g],
-              a.drecurrent_kernel + c0, GU, false);
-      if (has_bias) {
-        ColumnSums(dgi, rows, w, GU, a.dbias + c0);
-        if (separate_rec_bias) ColumnSums(rg.dg[g] + off, rows, w, rg.ld[g], a.dbias + GU + c0);
+    // Consecutive gates whose operands continue each other's (the same left
+    // operand, right operands side by side) are one product: the left
+    // operand is packed once instead of once per gate, and the wider product
+    // runs faster (perf, W3 GRU, 1 thread: these products were 39% of the
+    // step at 83 GFLOP/s, against 99-105 for the per-step ones).
+    for (int g = 0; g < G && !bf16_;) {
+      int e = g + 1;  // dW: gates [g, e) read the same input copy
+      while (e < G && Xs(e) == Xs(g)) ++e;
+      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, e * U);
+      if (c1 > c0) {
+        Gemm<T>(true, false, I, c1 - c0, rows, Xs(g), I, gates_.data() + c0, GU,
+                a.dkernel + c0, GU, false);
+        if (has_bias) ColumnSums(gates_.data() + c0, rows, c1 - c0, GU, a.dbias + c0);
       }
+      g = e;
+    }
+    for (int g = 0; g < G && !bf16_;) {
+      int e = g + 1;  // dR: gates [g, e) with one source and gradients side by side
+      while (e < G && rg.src[e] == rg.src[g] && rg.ld[e] == rg.ld[g] &&
+             rg.dg[e] == rg.dg[e - 1] + U)
+        ++e;
+      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, e * U);
+      if (c1 > c0) {
+        const T* dg = rg.dg[g] + (c0 - g * U);
+        Gemm<T>(true, false, U, c1 - c0, rows, rg.src[g], U, dg, rg.ld[g],
+                a.drecurrent_kernel + c0, GU, false);
+        if (has_bias && separate_rec_bias) ColumnSums(dg, rows, c1 - c0, rg.ld[g], a.dbias + GU + c0);
+      }
+      g = e;
     }
     // dx: this member's time steps, then scattered to batch-major order.
     const Range steps = Split(Tn, team.size, team.rank);
