@@ -151,13 +151,17 @@ def test_matches_reference_multithreaded(case, dtype):
 
 def batch_one_inference_cases():
     # A one-row inference forward reads recurrent_kernel in place (no packed or
-    # reordered copy): small and packed-size U, with the options that change
-    # which recurrent products run (per-gate recurrent masks, GRU's reset_before).
+    # reordered copy; Gemv, whose column blocks of 256 floats with AVX-512 end
+    # in a masked packet at U=130): small and packed-size U, with the options
+    # that change which recurrent products run (per-gate recurrent masks,
+    # GRU's reset_before). T=12: past the short-forward rule, so in place only
+    # on one thread or for U=6's steps too small to split.
     out = []
     for cell in ("simple_rnn", "lstm", "gru"):
         for U in (6, 130):
             base = Case(cell, B=1, T=4, I=3, U=U)
-            out += [base, base.replace(T=1), base.replace(go_backwards=True, initial_state=True),
+            out += [base, base.replace(T=1), base.replace(T=12),
+                    base.replace(go_backwards=True, initial_state=True),
                     base.replace(recurrent_dropout=GATES[cell], input_dropout=1, mask=True),
                     base.replace(bias=False)]
         out.append(Case("gru", B=1, T=3, I=3, U=130, reset_after=False, recurrent_dropout=3))

@@ -228,6 +228,41 @@ bool UseSmallGemmTransA(Index M, Index N, Index K) {
   return b_bytes <= 256 * 1024 || (M <= 64 && N <= 256 && b_bytes <= 1024 * 1024);
 }
 
+// One column block of Gemv: NP packets, the last holding `last` columns.
+// The loads of B stream whole rows of the block (NP lines per k with
+// AVX-512), many lines in flight at once where the 4-packet tiles of the
+// small GEMM kept only 4 (W1-sized M = 1 products waited on the L2).
+template <typename T, int NP>
+EIGEN_ALWAYS_INLINE void GemvBlock(Index K, const T* x, const T* B, Index ldb, T* y, Index last) {
+  using P = Packet<T>;
+  constexpr Index PS = kPacket<T>;
+  P c[NP];
+  for (int i = 0; i < NP; ++i) c[i] = pk::pset1<P>(T(0));
+  if (last == PS) {
+    for (Index k = 0; k < K; ++k) {
+      const P a = pk::pset1<P>(x[k]);
+      const T* b = B + k * ldb;
+      for (int i = 0; i < NP; ++i) c[i] = pk::pmadd(a, pk::ploadu<P>(b + i * PS), c[i]);
+    }
+  } else {
+    for (Index k = 0; k < K; ++k) {
+      const P a = pk::pset1<P>(x[k]);
+      const T* b = B + k * ldb;
+      for (int i = 0; i < NP - 1; ++i) c[i] = pk::pmadd(a, pk::ploadu<P>(b + i * PS), c[i]);
+      c[NP - 1] = pk::pmadd(a, LoadN(b + (NP - 1) * PS, last), c[NP - 1]);
+    }
+  }
+  for (int i = 0; i < NP; ++i) StoreN(y + i * PS, c[i], i == NP - 1 ? last : PS);
+}
+
+// GemvBlock for 1..NP packets chosen at run time.
+template <typename T, int NP>
+EIGEN_ALWAYS_INLINE void GemvTail(Index packets, Index K, const T* x, const T* B, Index ldb, T* y,
+                                  Index last) {
+  if (packets == NP) return GemvBlock<T, NP>(K, x, B, ldb, y, last);
+  if constexpr (NP > 1) GemvTail<T, NP - 1>(packets, K, x, B, ldb, y, last);
+}
+
 }  // namespace
 
 template <typename T>
@@ -278,6 +313,24 @@ void Gemm(bool trans_a, bool trans_b, Index M, Index N, Index K, const T* A, Ind
   } else {
     RunGemm<T, Cm, Cm>(M, N, K, A, lda, B, ldb, C, ldc);
   }
+}
+
+template <typename T>
+void Gemv(Index K, Index N, const T* x, const T* B, Index ldb, T* y) {
+  if (N <= 0) return;
+  if (K <= 0) {
+    std::fill(y, y + N, T(0));
+    return;
+  }
+  constexpr Index PS = kPacket<T>;
+  constexpr int NB = kMaxPackets == 4 ? 16 : 8;  // accumulators: half the registers
+  constexpr Index W = NB * PS;
+  const Index full = N / W, rest = N - full * W;
+  // Blocks of W columns, then the rest as one narrower block.
+  for (Index j = 0; j < full; ++j) GemvBlock<T, NB>(K, x, B + j * W, ldb, y + j * W, PS);
+  if (rest == 0) return;
+  const Index packets = (rest + PS - 1) / PS;
+  GemvTail<T, NB>(packets, K, x, B + full * W, ldb, y + full * W, rest - (packets - 1) * PS);
 }
 
 std::size_t L2CacheBytes() {
@@ -349,6 +402,32 @@ void GemmPacked(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, I
 }
 
 template <typename T>
+void GemmTransA(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
+                Index ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate) Mat<T>(C, M, N, Eigen::OuterStride<>(ldc)).setZero();
+    return;
+  }
+  constexpr Index PS = kPacket<T>, W = kPanel<T>, KC = 32 * 1024 / (W * sizeof(T));
+  thread_local Buffer<T> pack;
+  T* bp = pack.Reserve(static_cast<std::size_t>(KC * W));
+  // K outside: the slice of A ([KC, M]) stays in L2 while the panels pass,
+  // and C (M x N) is re-read from L2 once per slice.
+  for (Index k = 0; k < K; k += KC) {
+    const Index kc = std::min(KC, K - k);
+    for (Index n = 0; n < N; n += W) {
+      const Index cols = std::min(W, N - n);
+      const T* b = B + k * ldb + n;
+      for (Index r = 0; r < kc; ++r) std::copy(b + r * ldb, b + r * ldb + cols, bp + r * W);
+      const Index packets = (cols + PS - 1) / PS, last = cols - (packets - 1) * PS;
+      ColumnsN<T, true>(packets, M, kc, A + k * lda, lda, bp, W, C + n, ldc, accumulate || k > 0,
+                        last);
+    }
+  }
+}
+
+template <typename T>
 bool PreferPacked(Index N, Index K) {
   return !UseSmallGemm<T>(N, K);
 }
@@ -359,6 +438,12 @@ template void GemmPacked<double>(Index, Index, Index, const double*, Index, cons
                                  double*, Index, bool);
 template bool PreferPacked<float>(Index, Index);
 template bool PreferPacked<double>(Index, Index);
+template void GemmTransA<float>(Index, Index, Index, const float*, Index, const float*, Index,
+                                float*, Index, bool);
+template void GemmTransA<double>(Index, Index, Index, const double*, Index, const double*, Index,
+                                 double*, Index, bool);
+template void Gemv<float>(Index, Index, const float*, const float*, Index, float*);
+template void Gemv<double>(Index, Index, const double*, const double*, Index, double*);
 template void Gemm<float>(bool, bool, Index, Index, Index, const float*, Index, const float*,
                           Index, float*, Index, bool);
 template void Gemm<double>(bool, bool, Index, Index, Index, const double*, Index,

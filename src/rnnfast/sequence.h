@@ -66,10 +66,13 @@ void MulBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, 
 
 // Threads for one call: a step's recurrent product must be big enough to pay
 // for a barrier per step (about a microsecond).
-inline int ChooseThreads(Index batch, Index units, int gates) {
+inline bool StepTooSmallToSplit(Index batch, Index units, int gates) {
   const double step_flops = 2.0 * static_cast<double>(batch) * static_cast<double>(units) *
                             static_cast<double>(gates) * static_cast<double>(units);
-  if (step_flops < 2.0e5 || RecentlyContended()) return 1;
+  return step_flops < 2.0e5;
+}
+inline int ChooseThreads(Index batch, Index units, int gates) {
+  if (StepTooSmallToSplit(batch, units, gates) || RecentlyContended()) return 1;
   return static_cast<int>(std::min<Index>(GetNumThreads(), std::max<Index>(1, units / 8)));
 }
 
@@ -165,13 +168,18 @@ class Sequence {
     // always read packed panels (of bf16 pairs).
     bf16_ = std::is_same<T, float>::value && bf16 && Bf16Enabled();
     // A one-row inference forward (batch-1 serving, a streamed step) reads R
-    // where it lies: its products are matrix-vector ones, which reuse nothing
-    // that packing or reordering would lay out, so a copy of R per call only
-    // costs (LSTM U=256, one step: ~1 MiB copied per call). Over many steps
-    // with several threads, packed panels split between the members still
-    // won for the LSTM (Zen 4, T=100, U=256, 2 threads: 0.96 vs 1.26 ms;
-    // 1 thread: 1.51 vs 1.26 ms), so only short or single-threaded ones.
-    direct_ = !train && !bf16_ && B == 1 && (Tn <= 8 || GetNumThreads() == 1);
+    // where it lies (Gemv): its products are matrix-vector ones, which reuse
+    // nothing that packing or reordering would lay out, so a copy of R per
+    // call only costs (LSTM U=256, one step: ~1 MiB copied per call). Over
+    // many steps split between members, packed panels (each member's
+    // columns contiguous) still won: in place, a member's four gate
+    // segments of R's rows stream slower from the L2 (Zen 4, C++, T=100,
+    // U=256, 2 threads: 0.68 ms packed vs 0.95 in place; 1 thread: 1.39 in
+    // place). So only short forwards or ones that run on one thread (by
+    // the size rule alone: the choice must not depend on the host's load,
+    // or the same call would give other bits when the machine is busy).
+    direct_ = !train && !bf16_ && B == 1 &&
+              (Tn <= 8 || GetNumThreads() == 1 || StepTooSmallToSplit(B, U, G));
     r_direct_ = direct_ ? a.recurrent_kernel : nullptr;
     packed_ = !direct_ && (bf16_ || PreferPacked<T>(GU, U));
     // With packed kernels the input projection runs inside the loop, step by
@@ -364,12 +372,24 @@ class Sequence {
                     rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>,
                     U * kPanel<T>, out, ldo, accumulate);
     } else {
+      if (direct_ && !accumulate) return DirectMul(g, g + 1, own, A, out);
       if (direct_)
         return Gemm<T>(false, false, rows.size(), up, U, A, lda, r_direct_ + g * U + own.begin, GU,
-                       out, ldo, accumulate);
+                       out, ldo, true);
       Gemm<T>(false, false, rows.size(), up, U, A, lda, Rp(own) + g * up, G * up, out, ldo,
               accumulate);
     }
+  }
+
+  // One row's out[(g1 - g0) * up] = a[U] @ R[:, gates [g0, g1) of this
+  // member's units], R read where it lies (direct_), gate blocks in `out`
+  // up apart. A member that owns all units reads gates [g0, g1) as one span
+  // of columns (wider blocks of Gemv: more of R's lines in flight).
+  void DirectMul(int g0, int g1, Range own, const T* a, T* out) const {
+    const Index up = own.size();
+    if (up == U) return Gemv<T>(U, (g1 - g0) * U, a, r_direct_ + g0 * U, GU, out);
+    for (int g = g0; g < g1; ++g)
+      Gemv<T>(U, up, a, r_direct_ + g * U + own.begin, GU, out + (g - g0) * up);
   }
 
   // RecMul from A already in bf16 pairs ([nr, Pairs(U)], rows layout).
@@ -629,6 +649,9 @@ class Sequence {
         }
         RecMulBf16(g, own, h16, nr, out + g * up, G * up, false);
       }
+    } else if (direct_ && (n_rec != G || G == 1)) {
+      // Every gate multiplies the same h: one pass over R's columns.
+      DirectMul(g0, g1, own, RecSource(g0, s) + r0 * U, out + g0 * up);
     } else if (packed_ || direct_) {
       for (int g = g0; g < g1; ++g)
         RecMul(g, own, RecSource(g, s), U, Scratch(own) + g * up, G * up, false, rows);
