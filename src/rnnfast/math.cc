@@ -402,32 +402,6 @@ void GemmPacked(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, I
 }
 
 template <typename T>
-void GemmTransA(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
-                Index ldc, bool accumulate) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate) Mat<T>(C, M, N, Eigen::OuterStride<>(ldc)).setZero();
-    return;
-  }
-  constexpr Index PS = kPacket<T>, W = kPanel<T>, KC = 32 * 1024 / (W * sizeof(T));
-  thread_local Buffer<T> pack;
-  T* bp = pack.Reserve(static_cast<std::size_t>(KC * W));
-  // K outside: the slice of A ([KC, M]) stays in L2 while the panels pass,
-  // and C (M x N) is re-read from L2 once per slice.
-  for (Index k = 0; k < K; k += KC) {
-    const Index kc = std::min(KC, K - k);
-    for (Index n = 0; n < N; n += W) {
-      const Index cols = std::min(W, N - n);
-      const T* b = B + k * ldb + n;
-      for (Index r = 0; r < kc; ++r) std::copy(b + r * ldb, b + r * ldb + cols, bp + r * W);
-      const Index packets = (cols + PS - 1) / PS, last = cols - (packets - 1) * PS;
-      ColumnsN<T, true>(packets, M, kc, A + k * lda, lda, bp, W, C + n, ldc, accumulate || k > 0,
-                        last);
-    }
-  }
-}
-
-template <typename T>
 bool PreferPacked(Index N, Index K) {
   return !UseSmallGemm<T>(N, K);
 }
@@ -438,10 +412,6 @@ template void GemmPacked<double>(Index, Index, Index, const double*, Index, cons
                                  double*, Index, bool);
 template bool PreferPacked<float>(Index, Index);
 template bool PreferPacked<double>(Index, Index);
-template void GemmTransA<float>(Index, Index, Index, const float*, Index, const float*, Index,
-                                float*, Index, bool);
-template void GemmTransA<double>(Index, Index, Index, const double*, Index, const double*, Index,
-                                 double*, Index, bool);
 template void Gemv<float>(Index, Index, const float*, const float*, Index, float*);
 template void Gemv<double>(Index, Index, const double*, const double*, Index, double*);
 template void Gemm<float>(bool, bool, Index, Index, Index, const float*, Index, const float*,

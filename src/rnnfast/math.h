@@ -153,15 +153,6 @@ void GemmPacked(Index M, Index N, Index K, const T* A, Index lda, const T* Bp, I
 // Single-threaded.
 template <typename T>
 void Gemv(Index K, Index N, const T* x, const T* B, Index ldb, T* y);
-// C[M, N] (+)= A^T @ B for A [K, M] and B [K, N] (row-major, row strides
-// lda, ldb) with a long K: the weight gradients after the time loop, X^T dG
-// and H^T dG over K = T*B rows. K runs in slices; each slice of B is packed
-// per panel into an L1-sized buffer that every row block of A^T then reads
-// (A^T's rows broadcast from A's rows in place), C's panel accumulated in
-// registers across the slice. Single-threaded.
-template <typename T>
-void GemmTransA(Index M, Index N, Index K, const T* A, Index lda, const T* B, Index ldb, T* C,
-                Index ldc, bool accumulate);
 // True where GemmPacked beats the in-place kernels that Gemm uses for small
 // products (B of [K, N] too big to stay in cache).
 template <typename T>
