@@ -331,6 +331,36 @@ def test_bf16_kernels_match_rounded_reference(case):
 
 
 @needs_bf16
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", [("lstm", 1, 12, 24, 150), ("gru", 1, 12, 9, 130),
+                                  ("simple_rnn", 1, 12, 40, 200), ("lstm", 1, 3, 7, 70)],
+                         ids=lambda c: "-".join(map(str, c)))
+def test_bf16_one_row_inference_matches_rounded_reference(case, threads):
+    """A one-row inference forward (batch-1 serving) in bf16, whose input
+    projection runs step by step (float32 one-row forwards project before the
+    loop), against the bf16-rounded reference."""
+    import rnnfast
+
+    cell, B, T, I, U = case
+    c = make_case(cell, B, T, I, U, seed=T + U)
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        if cell == "lstm":
+            k, init = _core.LSTMKernel(U, bf16=True), (c["h0"], c["c0"])
+        elif cell == "gru":
+            k, init = _core.GRUKernel(U, bf16=True), c["h0"]
+        else:
+            k, init = _core.SimpleRNNKernel(U, bf16=True), c["h0"]
+        y, _ = k.forward(c["x"], c["W"], c["R"], c["b"], initial_state=init, training=False)
+    finally:
+        rnnfast.set_num_threads(before)
+    y_ref, _ = reference(cell, c["x"], c["W"], c["R"], c["b"], c["h0"], c["c0"], y, c["dy"],
+                         c["dh"], c["dc"])
+    assert err(y, y_ref) < 2e-5
+
+
+@needs_bf16
 @pytest.mark.parametrize("cell,opts", [
     ("lstm", dict(mask=True, go_backwards=True)),
     ("lstm", dict(dropout=4, recurrent_dropout=4)),   # per-gate masks: projection before the loop

@@ -189,8 +189,9 @@ class Sequence {
     // Not for one row: each step would re-read W's panels (I x G*U) for one
     // row of output, while a projection before the loop leaves only [G*U]
     // per step to read (Zen 4, C++, T=100, I=32, U=256, 2 threads: LSTM
-    // 0.69-0.72 -> 0.62-0.65 ms, GRU 0.51-0.53 -> 0.47-0.48).
-    fused_ = packed_ && XsCopies() == 1 && B > 1;
+    // 0.69-0.72 -> 0.62-0.65 ms, GRU 0.51-0.53 -> 0.47-0.48). bf16 keeps it:
+    // its projection before the loop serves per-gate input copies only.
+    fused_ = packed_ && XsCopies() == 1 && (B > 1 || bf16_);
     // An inference forward that projects step by step needs two steps' gates,
     // not T: each step's gates are then written to memory that is still in
     // cache instead of to fresh memory, which evicted the panels from L2.
