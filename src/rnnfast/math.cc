@@ -232,6 +232,9 @@ bool UseSmallGemmTransA(Index M, Index N, Index K) {
 // The loads of B stream whole rows of the block (NP lines per k with
 // AVX-512), many lines in flight at once where the 4-packet tiles of the
 // small GEMM kept only 4 (W1-sized M = 1 products waited on the L2).
+// Not MicroKernel<T, 1, NP>: that one loads a k's NP packets of B into
+// registers first, which with 16 accumulators would spill; here each
+// multiply-add takes its B packet from memory.
 template <typename T, int NP>
 EIGEN_ALWAYS_INLINE void GemvBlock(Index K, const T* x, const T* B, Index ldb, T* y, Index last) {
   using P = Packet<T>;
