@@ -45,7 +45,7 @@ ENTRY_POINTS = {
     "batch_norm_moments": "norm", "batch_norm_apply": "norm", "batch_norm_backward": "norm",
     "matmul": "matmul", "adam_step": "adam",
     "set_num_threads": "settings", "get_num_threads": "settings", "set_bf16_enabled": "settings",
-    "bf16_status": "settings", "build_info": "settings", "gemm_gflops": "settings",
+    "set_amx_enabled": "settings", "bf16_status": "settings", "build_info": "settings", "gemm_gflops": "settings",
     "device_bodies": "device_bodies",
 }
 
@@ -1242,6 +1242,16 @@ def test_thread_counts_and_info_entry_points():
         assert _core.bf16_status()["enabled"] == status["supported"]
     finally:
         _core.set_bf16_enabled(was)
+    try:
+        _core.set_amx_enabled(False)
+        assert not _core.bf16_status()["amx_enabled"]
+        assert _core.bf16_status()["path"] == ("avx512_bf16" if was else "float32")
+        _core.set_amx_enabled(True)
+        assert _core.bf16_status()["amx_enabled"] == (status["amx_supported"] and was)
+    finally:
+        _core.set_amx_enabled(True)
+    with pytest.raises(TypeError):
+        _core.set_amx_enabled("yes please")
     with pytest.raises(TypeError):
         _core.set_bf16_enabled("yes")
 

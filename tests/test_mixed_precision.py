@@ -44,6 +44,18 @@ from rnnfast import mixed_precision as mp
 BF16 = mp.bf16_status()
 needs_bf16 = pytest.mark.skipif(not BF16["supported"],
                                 reason=f"no bf16 kernels here: {BF16['reason']}")
+# Both GEMM paths where the CPU has AMX: tiles on (whole 16 x 16 blocks on
+# TDPBF16PS) and off (VDPBF16PS only); elsewhere the "amx" case skips.
+AMX_PATHS = [pytest.param(True, id="amx", marks=pytest.mark.skipif(
+                 not BF16.get("amx_supported"), reason=f"no AMX here: {BF16.get('amx_reason')}")),
+             pytest.param(False, id="vnni")]
+
+
+@pytest.fixture
+def amx_path(request):
+    mp.set_amx_enabled(request.param)
+    yield request.param
+    mp.set_amx_enabled(True)
 
 
 @pytest.fixture(autouse=True)
@@ -51,6 +63,7 @@ def _reset_policy():
     yield
     mp.set_global_policy(None)
     mp.set_bf16_enabled(True)
+    mp.set_amx_enabled(True)
     rnnfast.backend.set_floatx("float32")
 
 
@@ -130,9 +143,11 @@ def test_unknown_policy_names_the_argument():
 def test_build_info_reports_the_path():
     info = rnnfast.build_info()["bf16"]
     assert set(info) >= {"supported", "enabled", "path", "reason"}
-    assert info["path"] == ("avx512_bf16" if info["enabled"] else "float32")
+    want = "amx_bf16" if info["amx_enabled"] else "avx512_bf16" if info["enabled"] else "float32"
+    assert info["path"] == want
+    assert info["amx_enabled"] <= info["amx_supported"] <= info["supported"]
     mp.set_bf16_enabled(False)
-    assert mp.bf16_status() == dict(info, enabled=False, path="float32")
+    assert mp.bf16_status() == dict(info, enabled=False, amx_enabled=False, path="float32")
 
 
 # ---- NumPy references --------------------------------------------------------------------
@@ -280,9 +295,13 @@ def err(got, want):
 # ---- bf16 kernels against the references --------------------------------------------------
 
 
+# Whole AMX tiles from (32, 64, 96) on; (37, 50, 83) leaves rows, pairs and
+# columns past the tiles; I = 600 takes two slices of 256 pairs.
 @needs_bf16
-@pytest.mark.parametrize("shape", [(7, 33, 77), (4, 16, 64), (6, 130, 150)], ids=str)
-def test_single_step_exact_operands(shape):
+@pytest.mark.parametrize("amx_path", AMX_PATHS, indirect=True)
+@pytest.mark.parametrize("shape", [(7, 33, 77), (4, 16, 64), (6, 130, 150), (32, 64, 96),
+                                   (37, 50, 83), (48, 600, 70)], ids=str)
+def test_single_step_exact_operands(shape, amx_path):
     """SimpleRNN(linear), one step from a given state: y = x W + h0 R + b and
     every gradient is one GEMM of given arrays: only float32 sums differ."""
     B, I, U = shape
@@ -311,9 +330,17 @@ SEQ_CASES = [("lstm", 8, 6, 24, 150), ("lstm", 3, 5, 7, 33), ("lstm", 4, 3, 64, 
              ("simple_rnn", 6, 7, 40, 200)]
 
 
+# Cases whose products have whole AMX tiles (B >= 16 rows, I and U >= 32):
+# T*B = 640 rows take the weight gradients' K past one 256-pair slice; B = 37
+# and U = 83 leave rows and columns to VDPBF16PS.
+AMX_CASES = [("lstm", 32, 6, 64, 96), ("gru", 37, 5, 50, 83), ("simple_rnn", 16, 40, 600, 70),
+             ("lstm", 48, 4, 128, 160)]
+
+
 @needs_bf16
-@pytest.mark.parametrize("case", SEQ_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_bf16_kernels_match_rounded_reference(case):
+@pytest.mark.parametrize("amx_path", AMX_PATHS, indirect=True)
+@pytest.mark.parametrize("case", SEQ_CASES + AMX_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_bf16_kernels_match_rounded_reference(case, amx_path):
     cell, B, T, I, U = case
     c = make_case(cell, B, T, I, U, seed=B * T + U)
     y, g = run_kernel(cell, c, True)

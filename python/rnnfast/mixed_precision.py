@@ -4,7 +4,10 @@
 makes the recurrent layers (SimpleRNN, LSTM, GRU, and RNN over their cells)
 multiply in bfloat16: the operands of every GEMM (x @ W, h @ R, and in the
 backward dG @ R^T, dG @ W^T, x^T dG, h^T dG) are rounded to bfloat16 and their
-products summed in float32, on AVX512-BF16 (VDPBF16PS). Weights stay float32
+products summed in float32, on AVX512-BF16 (VDPBF16PS), and on AMX tiles
+(TDPBF16PS) for the whole 16 x 16 blocks where the CPU has AMX-BF16 (Sapphire
+Rapids and later Xeons; ``set_amx_enabled(False)`` or ``RNNFAST_AMX=0`` keeps
+them on VDPBF16PS). Weights stay float32
 (the master copy the optimizer updates), and so do the states, the gate math,
 the gradients and the layer outputs.
 
@@ -153,14 +156,16 @@ def bf16_status() -> dict:
 
     ``supported``: these kernels have the bf16 GEMMs and the CPU has
     AVX512-BF16 (``reason`` says why not); ``enabled``: supported and not
-    switched off; ``path``: ``"avx512_bf16"`` or ``"float32"`` (the float32
-    kernels run for mixed_bfloat16 layers)."""
+    switched off; ``amx_supported``, ``amx_enabled`` and ``amx_reason`` the
+    same for AMX tiles; ``path``: ``"amx_bf16"``, ``"avx512_bf16"`` or
+    ``"float32"`` (the float32 kernels run for mixed_bfloat16 layers)."""
     from . import _core
 
     status = getattr(_core, "bf16_status", None)
     if status is None:  # kernels built before mixed precision
         return {"supported": False, "enabled": False, "path": "float32",
-                "reason": "these kernels predate the bf16 GEMMs"}
+                "reason": "these kernels predate the bf16 GEMMs", "amx_supported": False,
+                "amx_enabled": False, "amx_reason": "these kernels predate the bf16 GEMMs"}
     return dict(status())
 
 
@@ -175,5 +180,18 @@ def set_bf16_enabled(enabled: bool) -> None:
         setter(bool(enabled))
 
 
+def set_amx_enabled(enabled: bool) -> None:
+    """Turns AMX tiles on or off for the bf16 GEMMs of the forwards that
+    follow (off: they run on VDPBF16PS only). ``RNNFAST_AMX=0`` in the
+    environment starts them off. No effect where ``bf16_status()`` reports
+    ``amx_supported`` false."""
+    from . import _core
+
+    setter = getattr(_core, "set_amx_enabled", None)
+    if setter is not None:
+        setter(bool(enabled))
+
+
 __all__ = ["DTypePolicy", "Policy", "SUPPORTED_POLICIES", "bf16_status", "dtype_policy",
-           "global_policy", "set_bf16_enabled", "set_dtype_policy", "set_global_policy"]
+           "global_policy", "set_amx_enabled", "set_bf16_enabled", "set_dtype_policy",
+           "set_global_policy"]

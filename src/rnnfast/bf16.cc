@@ -13,6 +13,10 @@
 #include <immintrin.h>
 
 #include "rnnfast/cpu_levels.h"
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 namespace rnnfast {
@@ -41,7 +45,7 @@ struct Scratch {
 }  // namespace
 
 Pair* Bf16Scratch(int slot, std::size_t n) {
-  thread_local Scratch s[4];
+  thread_local Scratch s[5];
   Scratch& b = s[slot];
   if (n > b.size) {
     std::free(b.data);
@@ -72,16 +76,43 @@ const char* UnsupportedReason() {
 #endif
 }
 
-bool EnvEnabled() {
-  const char* v = std::getenv("RNNFAST_BF16");
+bool EnvEnabled(const char* name) {
+  const char* v = std::getenv(name);
   if (v == nullptr) return true;
   const std::string s(v);
   return !(s == "0" || s == "off" || s == "OFF" || s == "false" || s == "False" || s == "no");
 }
 
 std::atomic<bool>& EnabledFlag() {
-  static std::atomic<bool> flag{EnvEnabled()};
+  static std::atomic<bool> flag{EnvEnabled("RNNFAST_BF16")};
   return flag;
+}
+
+std::atomic<bool>& AmxFlag() {
+  static std::atomic<bool> flag{EnvEnabled("RNNFAST_AMX")};
+  return flag;
+}
+
+// Asked once per process: on Linux the first tile instruction faults unless
+// the process has requested the tile data state (ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA); the grant is inherited by threads and forked children.
+const char* AmxReason() {
+#if defined(RNNFAST_BF16_KERNELS)
+  static const char* reason = []() -> const char* {
+    if (!CpuHasBf16()) return "this CPU has no AVX512_BF16";
+    if (rnnfast_cpu_has_amx_bf16() == 0)
+      return "this CPU has no AMX-BF16 (or its OS does not save the tile state)";
+#if defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+      return "Linux refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM)";
+#endif
+    return "";
+  }();
+  return reason;
+#else
+  return UnsupportedReason();
+#endif
 }
 
 }  // namespace
@@ -90,6 +121,13 @@ const char* Bf16Unsupported() { return UnsupportedReason(); }
 bool Bf16Supported() { return UnsupportedReason()[0] == '\0'; }
 bool Bf16Enabled() { return Bf16Supported() && EnabledFlag().load(std::memory_order_relaxed); }
 void SetBf16Enabled(bool enabled) { EnabledFlag().store(enabled, std::memory_order_relaxed); }
+
+const char* AmxUnsupported() { return AmxReason(); }
+bool AmxSupported() { return AmxReason()[0] == '\0'; }
+bool AmxEnabled() {
+  return Bf16Enabled() && AmxSupported() && AmxFlag().load(std::memory_order_relaxed);
+}
+void SetAmxEnabled(bool enabled) { AmxFlag().store(enabled, std::memory_order_relaxed); }
 
 namespace detail {
 
@@ -373,7 +411,10 @@ void ConvertBf16Cols(Index K, Index M, const float* src, Index ld, Pair* out, In
   }
 }
 
-void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
+namespace {
+
+// GemmBf16 on VDPBF16PS, any sizes.
+void GemmVnni(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
               Index panel_stride, float* C, Index ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (Kq <= 0) {
@@ -410,11 +451,163 @@ void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda,
   }
 }
 
+}  // namespace
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
 #pragma GCC pop_options
 #endif
+
+// ---- AMX ---------------------------------------------------------------------
+// Runs only after AmxEnabled(). Tiles 0-3 hold C blocks (16 rows x 16 floats),
+// 4-5 A blocks (16 rows x 16 pairs), 6-7 B blocks (16 pair rows x 16 columns:
+// exactly 16 columns of a panel, whose rows are 64 pairs apart). The tile
+// intrinsics are asm statements without memory operands: the compiler does
+// not know that they read or write memory, hence the barriers around them.
+#if defined(__clang__)
+#pragma clang attribute push(                                                              \
+    __attribute__((target("amx-tile,amx-bf16,avx512bf16,avx512bw,avx512vl,avx512f"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-bf16,avx512bf16,avx512bw,avx512vl,avx512f")
+#endif
+
+namespace {
+
+struct alignas(64) TileConfig {
+  std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+inline void MemoryBarrier() { __asm__ volatile("" ::: "memory"); }
+
+// C[16*RM, 16*RN] (+)= a[16*RM, kq pairs] @ b[kq pairs, 16*RN]; kq a multiple
+// of 16. a: rows layout, row stride lda; b: a panel at the block's first
+// column and first pair row.
+template <int RM, int RN>
+inline __attribute__((always_inline)) void AmxBlock(Index kq, const Pair* a, Index lda,
+                                                    const Pair* b, float* c, Index ldc, bool load) {
+  const long sa = static_cast<long>(lda * sizeof(Pair)), sb = W * sizeof(Pair),
+             sc = static_cast<long>(ldc * sizeof(float));
+  float* c2 = c + 16 * ldc;
+  if (load) {
+    _tile_loadd(0, c, sc);
+    if constexpr (RN == 2) _tile_loadd(1, c + 16, sc);
+    if constexpr (RM == 2) _tile_loadd(2, c2, sc);
+    if constexpr (RM == 2 && RN == 2) _tile_loadd(3, c2 + 16, sc);
+  } else {
+    _tile_zero(0);
+    if constexpr (RN == 2) _tile_zero(1);
+    if constexpr (RM == 2) _tile_zero(2);
+    if constexpr (RM == 2 && RN == 2) _tile_zero(3);
+  }
+  for (Index q = 0; q < kq; q += 16) {
+    _tile_loadd(4, a + q, sa);
+    _tile_loadd(6, b + q * W, sb);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (RN == 2) {
+      _tile_loadd(7, b + q * W + 16, sb);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if constexpr (RM == 2) {
+      _tile_loadd(5, a + 16 * lda + q, sa);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (RN == 2) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, sc);
+  if constexpr (RN == 2) _tile_stored(1, c + 16, sc);
+  if constexpr (RM == 2) _tile_stored(2, c2, sc);
+  if constexpr (RM == 2 && RN == 2) _tile_stored(3, c2 + 16, sc);
+}
+
+// GemmBf16 for M, N and Kq multiples of 16. K is taken in slices of KC
+// pairs: a 32-column block of a slice of B (32 KiB) stays in L1 while the
+// row blocks of A pass. The columns layout of A is transposed, one slice at a
+// time, into the rows layout the tiles load.
+__attribute__((noinline)) void GemmAmx(Index M, Index N, Index Kq, bool a_cols, const Pair* A,
+                                       Index lda, const Pair* Bp, Index panel_stride, float* C,
+                                       Index ldc, bool accumulate) {
+  constexpr Index KC = 256;
+  Pair* t = a_cols ? Bf16Scratch(4, static_cast<std::size_t>(M * std::min(KC, Kq))) : nullptr;
+  TileConfig cfg;
+  for (int i = 0; i < 8; ++i) {
+    cfg.rows[i] = 16;
+    cfg.colsb[i] = 64;
+  }
+  MemoryBarrier();
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (Index q0 = 0; q0 < Kq; q0 += KC) {
+    const Index kq = std::min(KC, Kq - q0);
+    const Pair* a = A + q0;
+    Index la = lda;
+    if (a_cols) {
+      // t[m * kq + q] = A[(q0 + q) * lda + m]: 16 pair rows gathered per store;
+      // the 16 rows' cache lines serve 16 neighbouring m in turn.
+      const __m512i vidx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(lda)));
+      for (Index q = 0; q < kq; q += 16) {
+        const Pair* src = A + (q0 + q) * lda;
+        for (Index m = 0; m < M; ++m)
+          _mm512_storeu_si512(t + m * kq + q, _mm512_i32gather_epi32(vidx, src + m, 4));
+      }
+      a = t;
+      la = kq;
+      MemoryBarrier();
+    }
+    const bool load = accumulate || q0 > 0;
+    for (Index n = 0; n < N; n += 32) {
+      const Pair* b = Bp + (n / W) * panel_stride + n % W + q0 * W;  // 32 | W: one panel
+      const bool two_n = N - n >= 32;
+      for (Index m = 0; m < M; m += 32) {
+        const Pair* am = a + m * la;
+        float* c = C + m * ldc + n;
+        if (M - m >= 32) {
+          if (two_n) {
+            AmxBlock<2, 2>(kq, am, la, b, c, ldc, load);
+          } else {
+            AmxBlock<2, 1>(kq, am, la, b, c, ldc, load);
+          }
+        } else if (two_n) {
+          AmxBlock<1, 2>(kq, am, la, b, c, ldc, load);
+        } else {
+          AmxBlock<1, 1>(kq, am, la, b, c, ldc, load);
+        }
+      }
+    }
+  }
+  _tile_release();
+  MemoryBarrier();
+}
+
+}  // namespace
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
+              Index panel_stride, float* C, Index ldc, bool accumulate) {
+  const Index M16 = M / 16 * 16, N16 = N / 16 * 16, K16 = Kq / 16 * 16;
+  if (M16 == 0 || N16 == 0 || K16 == 0 || !AmxEnabled())
+    return GemmVnni(M, N, Kq, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
+  // Whole tiles on AMX; the leftover pairs, rows and columns on VDPBF16PS.
+  GemmAmx(M16, N16, K16, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
+  if (K16 < Kq)
+    GemmVnni(M16, N16, Kq - K16, a_cols, a_cols ? A + K16 * lda : A + K16, lda, Bp + K16 * W,
+             panel_stride, C, ldc, true);
+  if (N16 < N)  // fewer than 16 columns, inside one panel
+    GemmVnni(M16, N - N16, Kq, a_cols, A, lda, Bp + (N16 / W) * panel_stride + N16 % W,
+             panel_stride, C + N16, ldc, accumulate);
+  if (M16 < M)
+    GemmVnni(M - M16, N, Kq, a_cols, a_cols ? A + M16 : A + M16 * lda, lda, Bp, panel_stride,
+             C + M16 * ldc, ldc, accumulate);
+}
 
 #endif  // RNNFAST_BF16_KERNELS
 

@@ -22,6 +22,17 @@ void SetBf16Enabled(bool enabled);
 // Why Bf16Supported() is false ("" when it is true).
 const char* Bf16Unsupported();
 
+// AMX (TDPBF16PS on 16 x 16 tiles) for the whole 16-row, 16-column, 16-pair
+// blocks of the bf16 GEMMs, where the CPU has AMX-BF16 and the OS grants the
+// tile state; the rest of a product, and every product where AMX is missing or
+// switched off, runs on VDPBF16PS. Both add each pair's two products to a
+// float32 sum, k in increasing order. The switch starts off where the
+// environment has RNNFAST_AMX=0 (as RNNFAST_BF16).
+bool AmxSupported();
+bool AmxEnabled();  // supported, bf16 enabled and AMX not switched off
+void SetAmxEnabled(bool enabled);
+const char* AmxUnsupported();
+
 namespace detail {
 
 // Two bfloat16 values in one 32-bit word: element 2q in the low half, 2q + 1
@@ -67,8 +78,8 @@ void ConvertBf16Cols(Index K, Index M, const float* src, Index ld, Pair* out, In
 void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
               Index panel_stride, float* C, Index ldc, bool accumulate);
 
-// Growable per-thread scratch of at least n pairs; slot 0..3 are separate
-// buffers (a thread's buffers are kept for its later calls).
+// Growable per-thread scratch of at least n pairs; slot 0..4 are separate
+// buffers (a thread's buffers are kept for its later calls; GemmBf16 uses 4).
 Pair* Bf16Scratch(int slot, std::size_t n);
 
 // float -> bfloat16 bits, round to nearest even, subnormals flushed to zero

@@ -41,6 +41,16 @@ static inline int rnnfast_cpu_has_avx512_bf16(void) {
   rnnfast_cpuid(7, 1, r);
   return (r[0] & (1u << 5)) != 0;
 }
+
+// AMX-TILE and AMX-BF16 (CPUID.(7,0):EDX[24], EDX[22]) with the OS saving the
+// tile configuration and data (XCR0 bits 17, 18). Linux also wants a
+// per-process request before the first tile instruction (bf16.cc makes it).
+static inline int rnnfast_cpu_has_amx_bf16(void) {
+  unsigned r[4];
+  rnnfast_cpuid(7, 0, r);
+  if ((r[3] & (1u << 24)) == 0 || (r[3] & (1u << 22)) == 0) return 0;
+  return (rnnfast_xcr0() & 0x60000ull) == 0x60000ull;
+}
 #endif
 
 // True when this CPU (and its OS, which must save the wider registers) can run

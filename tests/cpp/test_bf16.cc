@@ -153,16 +153,29 @@ int main() {
     return 0;
   }
   std::mt19937 rng(7);
-  for (bool acc : {false, true}) {
-    TestGemm(1, 1, 1, 1, acc, rng);
-    TestGemm(7, 20, 5, 1, acc, rng);
-    TestGemm(13, 64, 64, 1, acc, rng);
-    TestGemm(6, 130, 33, 1, acc, rng);
-    TestGemm(25, 77, 300, 1, acc, rng);
-    TestGemm(64, 200, 257, 1, acc, rng);
-    TestGemm(9, 70, 3 * 21, 3, acc, rng);  // gate blocks of odd size
-    TestGemm(5, 65, 4 * 10, 4, acc, rng);
+  // With AMX where the CPU has it, then without: from M, N >= 16 and K >= 32
+  // whole tiles run on AMX and the rest on VDPBF16PS; K = 600 (300 pairs)
+  // takes two slices of 256 pairs.
+  std::printf("AMX: %s\n", rnnfast::AmxSupported() ? "yes" : rnnfast::AmxUnsupported());
+  for (bool amx : {true, false}) {
+    rnnfast::SetAmxEnabled(amx);
+    for (bool acc : {false, true}) {
+      TestGemm(1, 1, 1, 1, acc, rng);
+      TestGemm(7, 20, 5, 1, acc, rng);
+      TestGemm(13, 64, 64, 1, acc, rng);
+      TestGemm(6, 130, 33, 1, acc, rng);
+      TestGemm(25, 77, 300, 1, acc, rng);
+      TestGemm(64, 200, 257, 1, acc, rng);
+      TestGemm(9, 70, 3 * 21, 3, acc, rng);  // gate blocks of odd size
+      TestGemm(5, 65, 4 * 10, 4, acc, rng);
+      TestGemm(16, 16, 32, 1, acc, rng);
+      TestGemm(32, 96, 64, 1, acc, rng);
+      TestGemm(37, 83, 50, 1, acc, rng);
+      TestGemm(48, 112, 600, 1, acc, rng);
+      TestGemm(32, 96, 4 * 40, 4, acc, rng);
+    }
   }
+  rnnfast::SetAmxEnabled(true);
   TestCell<rnnfast::LSTM<float>>("LSTM", 4, 8, 6, 24, 80, rng);
   TestCell<rnnfast::GRU<float>>("GRU", 3, 5, 4, 9, 33, rng);
   if (failures == 0) std::printf("all bf16 tests passed\n");
