@@ -12,13 +12,15 @@ a median over repeats, every (framework, case) in its own process, the
 frameworks alternating within a round:
   rnnfast fp32   train_on_batch / predict_on_batch, float32 policy
   rnnfast bf16   the same with keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  rnnfast bf16-vnni  (where the CPU has AMX) the same with RNNFAST_AMX=0: every bf16 GEMM
+                 on VDPBF16PS instead of AMX tiles
   torch bf16     a plain PyTorch step (nn.LSTM/nn.GRU, Adam) with the forward and loss under
                  torch.autocast("cpu", dtype=torch.bfloat16) (backward and Adam
                  outside, as PyTorch's AMP recipe has them)
   torch fp32     (with --torch-fp32) the same step without autocast
 and the speed-ups of rnnfast bf16 over rnnfast fp32 and over torch bf16.
-Which path rnnfast's mixed layers ran ("avx512_bf16", or "float32" where the
-CPU lacks AVX512-BF16) is printed with the table.
+Which path rnnfast's mixed layers ran ("amx_bf16", "avx512_bf16", or "float32"
+where the CPU lacks AVX512-BF16) is printed with the table.
 
 --demo-epochs N also trains the demo's forecaster (two LSTM(20) layers, the
 two-sine series, 7000 training series, batch 32) for N epochs with each
@@ -38,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402  (the workloads, models and timing of compare.py)
 
 REPEATS = {"W1": 30, "W2": 20, "W3": 8, "W4": 3}
-COLUMNS = ("rnnfast-fp32", "rnnfast-bf16", "torch-bf16", "torch-fp32")
+COLUMNS = ("rnnfast-fp32", "rnnfast-bf16", "rnnfast-bf16-vnni", "torch-bf16", "torch-fp32")
 
 
 def run_rnnfast(w, cell, policy, repeats, threads):
@@ -113,9 +115,9 @@ def child(args):
     print(json.dumps(res))
 
 
-def spawn(argv):
+def spawn(argv, env=None):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), *argv], capture_output=True,
-                         text=True)
+                         text=True, env=None if env is None else dict(os.environ, **env))
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -143,6 +145,10 @@ def main():
 
     columns = [c for c in COLUMNS if not (args.no_torch and c.startswith("torch"))
                and (c != "torch-fp32" or args.torch_fp32)]
+    import rnnfast
+
+    if not rnnfast.mixed_precision.bf16_status().get("amx_supported"):
+        columns.remove("rnnfast-bf16-vnni")
     if not args.no_torch and not compare.available("torch"):
         columns = [c for c in columns if not c.startswith("torch")]
         print("(PyTorch is not installed: its columns are left out)")
@@ -156,8 +162,9 @@ def main():
                 for c in order:
                     argv = ["--child", c, "--workload", w, "--cell", cell, "--repeats",
                             str(repeats), "--threads", str(args.threads), "--policy",
-                            "mixed_bfloat16" if c == "rnnfast-bf16" else "float32"]
-                    runs[c].append(spawn(argv))
+                            "mixed_bfloat16" if c.startswith("rnnfast-bf16") else "float32"]
+                    runs[c].append(spawn(argv, {"RNNFAST_AMX": "0"} if c.endswith("vnni")
+                                         else None))
             raw[f"{w}-{cell}"] = runs
             med = {c: {k: 1e3 * statistics.median(x[k] for x in runs[c]) for k in ("train", "infer")}
                    for c in columns}
@@ -171,6 +178,10 @@ def main():
                 msg += (f"; vs torch bf16 autocast: train "
                         f"{med['torch-bf16']['train'] / med['rnnfast-bf16']['train']:.2f}x, "
                         f"inference {med['torch-bf16']['infer'] / med['rnnfast-bf16']['infer']:.2f}x")
+            if "rnnfast-bf16-vnni" in med:
+                v = med["rnnfast-bf16-vnni"]
+                msg += (f"; AMX vs VDPBF16PS only: train {v['train'] / med['rnnfast-bf16']['train']:.2f}x, "
+                        f"inference {v['infer'] / med['rnnfast-bf16']['infer']:.2f}x")
             print(msg)
             print("    inference ms: " + ", ".join(f"{c} {med[c]['infer']:.1f}" for c in columns),
                   flush=True)

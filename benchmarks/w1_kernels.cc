@@ -33,7 +33,13 @@ template <typename Cell>
 struct Layer {
   Index B, T, I, U, G;
   std::vector<float> W, R, b, y, dy, dx, dW, dR, db, hl, dh;
-  Cell cell{typename Cell::Options{}};
+  // BF16=1 in the environment: the cells' bf16 option (mixed precision).
+  static typename Cell::Options Opts() {
+    typename Cell::Options o;
+    o.bf16 = std::getenv("BF16") != nullptr && std::string(std::getenv("BF16")) != "0";
+    return o;
+  }
+  Cell cell{Opts()};
   Layer(Index B_, Index T_, Index I_, Index U_, int G_, bool gru, std::mt19937& gen)
       : B(B_), T(T_), I(I_), U(U_), G(G_) {
     std::normal_distribution<float> n(0.f, 1.f);

@@ -484,6 +484,34 @@ struct alignas(64) TileConfig {
 
 inline void MemoryBarrier() { __asm__ volatile("" ::: "memory"); }
 
+// dst[i * ldd + j] = src[j * lds + i] for a 16 x 16 block of pairs: rows
+// interleaved in pairs, then fours (each 128-bit lane then holds 4 rows of
+// one column), then the lanes gathered.
+inline void Transpose16x16(const Pair* src, Index lds, Pair* dst, Index ldd) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // r[4g + j]: lane L holds rows 4g..4g+3 of column 4L + j
+    r[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);
+    const __m512i v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+    _mm512_storeu_si512(dst + (0 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0x88));
+    _mm512_storeu_si512(dst + (4 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0x88));
+    _mm512_storeu_si512(dst + (8 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0xdd));
+    _mm512_storeu_si512(dst + (12 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0xdd));
+  }
+}
+
 // C[16*RM, 16*RN] (+)= a[16*RM, kq pairs] @ b[kq pairs, 16*RN]; kq a multiple
 // of 16. a: rows layout, row stride lda; b: a panel at the block's first
 // column and first pair row.
@@ -540,20 +568,15 @@ __attribute__((noinline)) void GemmAmx(Index M, Index N, Index Kq, bool a_cols, 
   }
   MemoryBarrier();
   __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
-  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   for (Index q0 = 0; q0 < Kq; q0 += KC) {
     const Index kq = std::min(KC, Kq - q0);
     const Pair* a = A + q0;
     Index la = lda;
     if (a_cols) {
-      // t[m * kq + q] = A[(q0 + q) * lda + m]: 16 pair rows gathered per store;
-      // the 16 rows' cache lines serve 16 neighbouring m in turn.
-      const __m512i vidx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(static_cast<int>(lda)));
-      for (Index q = 0; q < kq; q += 16) {
-        const Pair* src = A + (q0 + q) * lda;
-        for (Index m = 0; m < M; ++m)
-          _mm512_storeu_si512(t + m * kq + q, _mm512_i32gather_epi32(vidx, src + m, 4));
-      }
+      // t[m * kq + q] = A[(q0 + q) * lda + m], in 16 x 16 blocks.
+      for (Index q = 0; q < kq; q += 16)
+        for (Index m = 0; m < M; m += 16)
+          Transpose16x16(A + (q0 + q) * lda + m, lda, t + m * kq + q, kq);
       a = t;
       la = kq;
       MemoryBarrier();
