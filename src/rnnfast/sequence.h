@@ -344,10 +344,10 @@ class Sequence {
     A += rows.begin * lda;
     out += rows.begin * ldo;
     if (bf16_) {  // c and k are whole gates: pairs of gate blocks padded to even
-      const Index uq = Pairs(U), kq = k / U * uq;
-      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * kq));
-      ToBf16Rows(rows.size(), k, A, lda, a16, kq, k / U);
-      MulBf16(rows.size(), own.size(), kq, false, a16, kq,
+      const Index uq = Pairs(U), kq = k / U * uq, la = Bf16RowStride(kq);
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * la));
+      ToBf16Rows(rows.size(), k, A, lda, a16, la, k / U);
+      MulBf16(rows.size(), own.size(), kq, false, a16, la,
               rtpb_.data() + own.begin / kBf16Panel * G * uq * kBf16Panel + c / U * uq * kBf16Panel,
               G * uq * kBf16Panel, out, ldo, accumulate);
     } else if (packed_) {
@@ -368,10 +368,10 @@ class Sequence {
     A += rows.begin * lda;
     out += rows.begin * ldo;
     if (bf16_) {
-      const Index uq = Pairs(U);
-      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * uq));
-      ToBf16Rows(rows.size(), U, A, lda, a16, uq);
-      RecMulBf16(g, own, a16, rows.size(), out, ldo, accumulate);
+      const Index la = Bf16RowStride(Pairs(U));
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * la));
+      ToBf16Rows(rows.size(), U, A, lda, a16, la);
+      RecMulBf16(g, own, a16, la, rows.size(), out, ldo, accumulate);
     } else if (packed_) {
       GemmPacked<T>(rows.size(), up, U, A, lda,
                     rpp_.data() + g * PackedSize<T>(U, U) + own.begin / kPanel<T> * U * kPanel<T>,
@@ -397,11 +397,12 @@ class Sequence {
       Gemv<T>(U, up, a, r_direct_ + g * U + own.begin, GU, out + (g - g0) * up);
   }
 
-  // RecMul from A already in bf16 pairs ([nr, Pairs(U)], rows layout).
-  void RecMulBf16(int g, Range own, const Pair* a16, Index nr, T* out, Index ldo,
+  // RecMul from A already in bf16 pairs ([nr, Pairs(U)], rows layout, rows
+  // la pairs apart).
+  void RecMulBf16(int g, Range own, const Pair* a16, Index la, Index nr, T* out, Index ldo,
                   bool accumulate) const {
     const Index uq = Pairs(U);
-    MulBf16(nr, own.size(), uq, false, a16, uq,
+    MulBf16(nr, own.size(), uq, false, a16, la,
             rpb_.data() + g * Bf16PanelPairs(uq, U) + own.begin / kBf16Panel * uq * kBf16Panel,
             uq * kBf16Panel, out, ldo, accumulate);
   }
@@ -578,16 +579,16 @@ class Sequence {
   // Gates(s)[:, this member's units of every gate] = Xs(s) @ kernel + bias,
   // from W's packed panels (fused_ only).
   void ProjectStep(Index s, Range own, Range rows) const {
-    const Index up = own.size(), iq = Pairs(I);
+    const Index up = own.size(), iq = Pairs(I), lx = Bf16RowStride(iq);
     Pair* x16 = nullptr;
     if (bf16_) {  // the step's inputs as bf16 pairs once, for every gate
-      x16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * iq));
-      ToBf16Rows(rows.size(), I, Xs(0, s) + rows.begin * I, I, x16, iq);
+      x16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * lx));
+      ToBf16Rows(rows.size(), I, Xs(0, s) + rows.begin * I, I, x16, lx);
     }
     for (int g = 0; g < G; ++g) {
       T* out = Gates(s) + rows.begin * GU + g * U + own.begin;
       if (bf16_) {
-        MulBf16(rows.size(), up, iq, false, x16, iq,
+        MulBf16(rows.size(), up, iq, false, x16, lx,
                 wpb_.data() + g * Bf16PanelPairs(iq, U) + own.begin / kBf16Panel * iq * kBf16Panel,
                 iq * kBf16Panel, out, GU, false);
       } else {
@@ -610,13 +611,13 @@ class Sequence {
     const Range r = Split(Tn * B, team.size, team.rank);
     if (r.size() == 0) return;
     if (bf16_) {  // per-gate input masks (otherwise fused_): every member packs all of W
-      const Index iq = Pairs(I);
+      const Index iq = Pairs(I), lx = Bf16RowStride(iq);
       Pair* w16 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(iq, U)));
-      Pair* x16 = Bf16Scratch(1, static_cast<std::size_t>(r.size() * iq));
+      Pair* x16 = Bf16Scratch(1, static_cast<std::size_t>(r.size() * lx));
       for (int g = 0; g < XsCopies(); ++g) {
         PackBf16(I, U, kernel + g * U, GU, false, w16);
-        ToBf16Rows(r.size(), I, Xs(g) + r.begin * I, I, x16, iq);
-        MulBf16(r.size(), U, iq, false, x16, iq, w16, iq * kBf16Panel,
+        ToBf16Rows(r.size(), I, Xs(g) + r.begin * I, I, x16, lx);
+        MulBf16(r.size(), U, iq, false, x16, lx, w16, iq * kBf16Panel,
                 gates_.data() + r.begin * GU + g * U, GU, false);
       }
     } else if (XsCopies() > 1) {
@@ -644,15 +645,15 @@ class Sequence {
     const Index r0 = rows.begin, nr = rows.size();
     T* out = Scratch(own) + r0 * G * up;
     if (bf16_) {  // h_{s-1} as bf16 pairs once for the gates that share it
-      const Index uq = Pairs(U);
-      Pair* h16 = Bf16Scratch(0, static_cast<std::size_t>(nr * uq));
+      const Index lh = Bf16RowStride(Pairs(U));
+      Pair* h16 = Bf16Scratch(0, static_cast<std::size_t>(nr * lh));
       const T* converted = nullptr;
       for (int g = g0; g < g1; ++g) {
         if (RecSource(g, s) != converted) {
           converted = RecSource(g, s);
-          ToBf16Rows(nr, U, converted + r0 * U, U, h16, uq);
+          ToBf16Rows(nr, U, converted + r0 * U, U, h16, lh);
         }
-        RecMulBf16(g, own, h16, nr, out + g * up, G * up, false);
+        RecMulBf16(g, own, h16, lh, nr, out + g * up, G * up, false);
       }
     } else if (direct_ && (n_rec != G || G == 1)) {
       // Every gate multiplies the same h: one pass over R's columns.
@@ -833,10 +834,10 @@ class Sequence {
     const Index r0 = rows.begin, nr = rows.size();
     T* dst = a.dx + (r0 * Tn + Orig(s)) * I + f.begin;  // row b at b * Tn * I
     if (bf16_) {
-      const Index kq = G * Pairs(U);
-      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(nr * kq));
-      ToBf16Rows(nr, GU, Gates(s) + r0 * GU, GU, a16, kq, G);
-      MulBf16(nr, f.size(), kq, false, a16, kq,
+      const Index kq = G * Pairs(U), la = Bf16RowStride(kq);
+      Pair* a16 = Bf16Scratch(0, static_cast<std::size_t>(nr * la));
+      ToBf16Rows(nr, GU, Gates(s) + r0 * GU, GU, a16, la, G);
+      MulBf16(nr, f.size(), kq, false, a16, la,
               wtb_.data() + f.begin / kBf16Panel * kq * kBf16Panel, kq * kBf16Panel, dst, Tn * I,
               false);
     } else {
@@ -944,12 +945,12 @@ class Sequence {
     for (int g = 0; g < groups; ++g) {
       const Index k = groups > 1 ? U : GU;
       if (bf16_) {  // W^T's panels from PrepareBackward; dG as bf16 in chunks of rows
-        const Index uq = Pairs(U), kq = k / U * uq, chunk = 384;
+        const Index uq = Pairs(U), kq = k / U * uq, la = Bf16RowStride(kq), chunk = 384;
         for (Index r = r0; r < r0 + nr; r += chunk) {
           const Index m = std::min(chunk, r0 + nr - r);
-          Pair* a16 = Bf16Scratch(1, static_cast<std::size_t>(m * kq));
-          ToBf16Rows(m, k, gates_.data() + r * GU + g * U, GU, a16, kq, k / U);
-          MulBf16(m, I, kq, false, a16, kq, wtb_.data() + g * uq * kBf16Panel,
+          Pair* a16 = Bf16Scratch(1, static_cast<std::size_t>(m * la));
+          ToBf16Rows(m, k, gates_.data() + r * GU + g * U, GU, a16, la, k / U);
+          MulBf16(m, I, kq, false, a16, la, wtb_.data() + g * uq * kBf16Panel,
                   G * uq * kBf16Panel, dxt_.data() + r * I, I, false);
         }
       } else {
