@@ -560,3 +560,80 @@ def test_demo_lstm_loss_within_2_percent_of_float32():
     assert abs(loss16[-1] - loss32[-1]) <= 0.02 * loss32[-1], (loss16[-1], loss32[-1])
     assert abs(val16 - val32) <= 0.02 * val32, (val16, val32)
     assert loss16 != loss32  # the bf16 GEMMs ran
+
+
+# ---- AMX tile state across Python threads and fork ---------------------------------------------
+
+needs_amx = pytest.mark.skipif(not BF16.get("amx_supported"),
+                               reason=f"no AMX here: {BF16.get('amx_reason')}")
+AMX_CASE = ("lstm", 32, 6, 64, 96)
+
+
+def _amx_result():
+    y, g = run_kernel(AMX_CASE[0], make_case(*AMX_CASE, seed=3), True)
+    return np.concatenate([y.ravel(), g["dkernel"].ravel(), g["drecurrent_kernel"].ravel()])
+
+
+@needs_amx
+def test_amx_runs_in_concurrent_python_threads():
+    """Tile configuration is per OS thread: two Python threads running AMX
+    products at once each get the single-threaded result, bit for bit."""
+    import threading
+
+    saved = _core.get_num_threads()
+    _core.set_num_threads(1)
+    try:
+        want = _amx_result()
+        mp.set_amx_enabled(False)
+        assert not np.array_equal(_amx_result(), want)  # AMX, not VDPBF16PS, gave `want`
+        mp.set_amx_enabled(True)
+        got, errors = [], []
+
+        def work():
+            try:
+                for _ in range(5):
+                    got.append(_amx_result())
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(e)
+
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=120)
+        assert not errors and len(got) == 10
+        for r in got:
+            np.testing.assert_array_equal(r, want)
+    finally:
+        _core.set_num_threads(saved)
+
+
+def _amx_child(q):
+    _core.set_num_threads(1)
+    q.put((mp.bf16_status()["path"], _amx_result()))
+
+
+@needs_amx
+def test_amx_runs_in_a_forked_child():
+    """Linux grants the tile state per process; a child forked after the
+    parent ran AMX inherits the grant and computes the same numbers."""
+    import multiprocessing
+    import warnings
+
+    saved = _core.get_num_threads()
+    _core.set_num_threads(1)
+    try:
+        want = _amx_result()
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            p = ctx.Process(target=_amx_child, args=(q,))
+            p.start()
+        path, got = q.get(timeout=120)
+        p.join(timeout=60)
+        assert p.exitcode == 0
+        assert path == "amx_bf16"
+        np.testing.assert_array_equal(got, want)
+    finally:
+        _core.set_num_threads(saved)
