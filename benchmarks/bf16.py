@@ -22,6 +22,9 @@ and the speed-ups of rnnfast bf16 over rnnfast fp32 and over torch bf16.
 Which path rnnfast's mixed layers ran ("amx_bf16", "avx512_bf16", or "float32"
 where the CPU lacks AVX512-BF16) is printed with the table.
 
+It first prints the GEMM GFLOP/s of the machine (1024^3): float32, and the bf16
+GEMM with AMX and with VDPBF16PS only where they run.
+
 --demo-epochs N also trains the demo's forecaster (two LSTM(20) layers, the
 two-sine series, 7000 training series, batch 32) for N epochs with each
 policy and prints the final training and validation losses (issue: within 2%).
@@ -104,8 +107,27 @@ def demo(policy, epochs):
             "path": keras.mixed_precision.bf16_status()["path"]}
 
 
+def ceiling(threads):
+    """GEMM GFLOP/s of this machine (1024^3, `threads` threads): float32, and
+    the bf16 GEMM with AMX and with VDPBF16PS only, where they run."""
+    import rnnfast
+    from rnnfast import _core
+
+    res = {"fp32": _core.gemm_gflops(1024, 1024, 1024, threads=threads, repeats=5)}
+    status = rnnfast.mixed_precision.bf16_status()
+    if status["supported"]:
+        for name, amx in (("bf16-amx", True), ("bf16-vnni", False)):
+            if amx and not status.get("amx_supported"):
+                continue
+            rnnfast.mixed_precision.set_amx_enabled(amx)
+            res[name] = _core.gemm_gflops(1024, 1024, 1024, threads=threads, repeats=5, bf16=True)
+    return res
+
+
 def child(args):
-    if args.child == "demo":
+    if args.child == "ceiling":
+        res = ceiling(args.threads)
+    elif args.child == "demo":
         res = demo(args.policy, args.epochs)
     elif args.child.startswith("rnnfast"):
         res = run_rnnfast(args.workload, args.cell, args.policy, args.repeats, args.threads)
@@ -152,7 +174,9 @@ def main():
     if not args.no_torch and not compare.available("torch"):
         columns = [c for c in columns if not c.startswith("torch")]
         print("(PyTorch is not installed: its columns are left out)")
-    raw = {}
+    raw = {"ceiling": spawn(["--child", "ceiling", "--threads", str(args.threads)])}
+    print("GEMM GFLOP/s (1024^3, " + str(args.threads) + " threads): " +
+          ", ".join(f"{k} {v:.0f}" for k, v in raw["ceiling"].items()), flush=True)
     for w in args.workloads:
         for cell in args.cells:
             repeats = args.repeats or REPEATS[w]

@@ -637,3 +637,17 @@ def test_amx_runs_in_a_forked_child():
         np.testing.assert_array_equal(got, want)
     finally:
         _core.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("amx_path", AMX_PATHS, indirect=True)
+def test_gemm_gflops_times_the_bf16_gemm(amx_path):
+    if not BF16["supported"]:
+        with pytest.raises(ValueError, match="bf16=True"):
+            _core.gemm_gflops(64, 64, 64, bf16=True)
+        return
+    assert _core.gemm_gflops(96, 200, 130, threads=2, repeats=1, bf16=True) > 0
+    mp.set_bf16_enabled(False)
+    with pytest.raises(ValueError, match="bf16=True.*switched off"):
+        _core.gemm_gflops(64, 64, 64, bf16=True)
+    with pytest.raises(ValueError, match="must be positive"):
+        _core.gemm_gflops(0, 64, 64, bf16=True)

@@ -6,6 +6,7 @@
 
 #include "bindings/common.h"
 #include "rnnfast/build_info.h"
+#include "rnnfast/bf16.h"
 #include "rnnfast/gemm_bench.h"
 #include "rnnfast/matmul.h"
 #include "rnnfast/optim.h"
@@ -293,16 +294,21 @@ void BindAll(py::module_& m) {
       "How these kernels were built: isa_level, simd, eigen, compiler.");
   m.def(
       "gemm_gflops",
-      [](Index m_, Index n, Index k, int threads, int repeats) {
+      [](Index m_, Index n, Index k, int threads, int repeats, bool bf16) {
         if (m_ <= 0 || n <= 0 || k <= 0 || threads <= 0 || repeats <= 0)
           throw py::value_error("m, n, k, threads and repeats must be positive");
+        if (bf16 && !Bf16Enabled())
+          throw py::value_error(std::string("bf16=True: the bf16 GEMMs do not run here (") +
+                                (Bf16Supported() ? "switched off" : Bf16Unsupported()) + ")");
         py::gil_scoped_release release;
-        return GemmGflops(m_, n, k, threads, repeats);
+        return GemmGflops(m_, n, k, threads, repeats, bf16);
       },
       py::arg("m"), py::arg("n"), py::arg("k"), py::kw_only(), py::arg("threads") = 1,
-      py::arg("repeats") = 5,
+      py::arg("repeats") = 5, py::arg("bf16") = false,
       "FP32 GEMM speed of this build (median GFLOP/s of C[m,n] = A[m,k] B[k,n], columns split "
-      "over `threads`): the ceiling the benchmarks compare the kernels with.");
+      "over `threads`): the ceiling the benchmarks compare the kernels with. bf16=True: the "
+      "mixed-precision GEMM instead (AMX tiles where bf16_status()['amx_enabled'], else "
+      "VDPBF16PS), operands converted before the timing.");
   m.def(
       "matmul",
       [](py::object a, py::object b, bool trans_a, bool trans_b, py::object out, bool accumulate) {

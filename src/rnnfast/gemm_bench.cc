@@ -4,13 +4,14 @@
 #include <chrono>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "rnnfast/sequence.h"
 
 namespace rnnfast {
 
-double GemmGflops(Index M, Index N, Index K, int threads, int repeats) {
+double GemmGflops(Index M, Index N, Index K, int threads, int repeats, bool bf16) {
   if (M <= 0 || N <= 0 || K <= 0 || repeats <= 0)
     throw std::invalid_argument("M, N, K and repeats must be positive");
   // Products that overflow wrapped to small buffers the GEMM read past.
@@ -23,8 +24,29 @@ double GemmGflops(Index M, Index N, Index K, int threads, int repeats) {
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   for (float& v : a) v = u(gen);
   for (float& v : b) v = u(gen);
+  if (bf16 && !Bf16Enabled())
+    throw std::invalid_argument(std::string("bf16 GEMMs do not run here: ") +
+                                (Bf16Supported() ? "switched off" : Bf16Unsupported()));
+  // The panels are read with aligned loads: the scratch buffers are aligned
+  // (this thread's; the members only read them while it waits in ParallelRun).
+  detail::Pair *a16 = nullptr, *b16 = nullptr;
+  const Index kq = detail::Pairs(K), la = detail::Bf16RowStride(kq);
+  if (bf16) {
+    a16 = detail::Bf16Scratch(0, static_cast<std::size_t>(M * la));
+    b16 = detail::Bf16Scratch(1, static_cast<std::size_t>(detail::Bf16PanelPairs(kq, N)));
+    detail::ConvertBf16Rows(M, K, a.data(), K, a16, la);
+    detail::PackBf16Panels(K, N, b.data(), N, false, b16);
+  }
   auto run = [&] {
     ParallelRun(threads, [&](const Team& team) {
+      if (bf16) {  // whole panels per member
+        const detail::Range cols = detail::Split(N, team.size, team.rank, detail::kBf16Panel);
+        if (cols.size() > 0)
+          detail::GemmBf16(M, cols.size(), kq, false, a16, la, b16 + cols.begin * kq,
+                           kq * detail::kBf16Panel,
+                           c.data() + cols.begin, N, false);
+        return;
+      }
       const detail::Range cols = detail::Split(N, team.size, team.rank, 16);
       if (cols.size() > 0)
         detail::Gemm<float>(false, false, M, cols.size(), K, a.data(), K, b.data() + cols.begin, N,
