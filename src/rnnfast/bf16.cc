@@ -185,6 +185,14 @@ void ConvertBf16Cols(Index K, Index M, const float* src, Index ld, Pair* out, In
           MakePair(src[2 * q * ld + m], 2 * q + 1 < K ? src[(2 * q + 1) * ld + m] : 0.0f);
 }
 
+void ConvertBf16ColsT(Index K, Index M, const float* src, Index ld, Pair* out, Index ldo,
+                      Index q0, Index q1) {
+  for (Index m = 0; m < M; ++m)
+    for (Index q = q0; q < q1; ++q)
+      out[m * ldo + q] =
+          MakePair(src[2 * q * ld + m], 2 * q + 1 < K ? src[(2 * q + 1) * ld + m] : 0.0f);
+}
+
 void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
               Index panel_stride, float* C, Index ldc, bool accumulate) {
   auto f = [](Pair p, int hi) {
@@ -245,6 +253,34 @@ inline __m512i Interleave16(const float* lo, const float* hi, Index n) {
   const __mmask16 k = Mask16(n);
   return Interleave16(_mm512_maskz_loadu_ps(k, lo),
                       hi != nullptr ? _mm512_maskz_loadu_ps(k, hi) : _mm512_setzero_ps());
+}
+
+// dst[i * ldd + j] = src[j * lds + i] for a 16 x 16 block of pairs: rows
+// interleaved in pairs, then fours (each 128-bit lane then holds 4 rows of
+// one column), then the lanes gathered.
+inline void Transpose16x16(const Pair* src, Index lds, Pair* dst, Index ldd) {
+  __m512i r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // r[4g + j]: lane L holds rows 4g..4g+3 of column 4L + j
+    r[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);
+    const __m512i v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
+    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+    _mm512_storeu_si512(dst + (0 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0x88));
+    _mm512_storeu_si512(dst + (4 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0x88));
+    _mm512_storeu_si512(dst + (8 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0xdd));
+    _mm512_storeu_si512(dst + (12 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0xdd));
+  }
 }
 
 // One row of `seg`-long segments as pairs, each segment padded to even.
@@ -411,6 +447,35 @@ void ConvertBf16Cols(Index K, Index M, const float* src, Index ld, Pair* out, In
   }
 }
 
+void ConvertBf16ColsT(Index K, Index M, const float* src, Index ld, Pair* out, Index ldo,
+                      Index q0, Index q1) {
+  // 16 x 16 blocks of pairs: 16 pair rows interleaved as ConvertBf16Cols
+  // does, then transposed; blocks cut by q1 or M go through a copy.
+  alignas(64) Pair blk[16 * 16], tr[16 * 16];
+  for (Index q = q0; q < q1; q += 16) {
+    const Index nq = std::min<Index>(16, q1 - q);
+    for (Index m = 0; m < M; m += 16) {
+      const Index nm = std::min<Index>(16, M - m);
+      for (Index i = 0; i < 16; ++i) {
+        if (i < nq) {
+          const float* lo = src + 2 * (q + i) * ld + m;
+          const float* hi = 2 * (q + i) + 1 < K ? lo + ld : nullptr;
+          _mm512_store_si512(blk + i * 16, Interleave16(lo, hi, nm));
+        } else {
+          _mm512_store_si512(blk + i * 16, _mm512_setzero_si512());
+        }
+      }
+      if (nq == 16 && nm == 16) {
+        Transpose16x16(blk, 16, out + m * ldo + q, ldo);
+        continue;
+      }
+      Transpose16x16(blk, 16, tr, 16);
+      for (Index r = 0; r < nm; ++r)
+        std::memcpy(out + (m + r) * ldo + q, tr + r * 16, sizeof(Pair) * static_cast<std::size_t>(nq));
+    }
+  }
+}
+
 namespace {
 
 // GemmBf16 on VDPBF16PS, any sizes.
@@ -484,33 +549,6 @@ struct alignas(64) TileConfig {
 
 inline void MemoryBarrier() { __asm__ volatile("" ::: "memory"); }
 
-// dst[i * ldd + j] = src[j * lds + i] for a 16 x 16 block of pairs: rows
-// interleaved in pairs, then fours (each 128-bit lane then holds 4 rows of
-// one column), then the lanes gathered.
-inline void Transpose16x16(const Pair* src, Index lds, Pair* dst, Index ldd) {
-  __m512i r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * lds);
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {  // r[4g + j]: lane L holds rows 4g..4g+3 of column 4L + j
-    r[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    r[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    r[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);
-    const __m512i v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd);
-    const __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
-    const __m512i v3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
-    _mm512_storeu_si512(dst + (0 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0x88));
-    _mm512_storeu_si512(dst + (4 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0x88));
-    _mm512_storeu_si512(dst + (8 + j) * ldd, _mm512_shuffle_i32x4(v0, v2, 0xdd));
-    _mm512_storeu_si512(dst + (12 + j) * ldd, _mm512_shuffle_i32x4(v1, v3, 0xdd));
-  }
-}
 
 // C[16*RM, 16*RN] (+)= a[16*RM, kq pairs] @ b[kq pairs, 16*RN]; kq a multiple
 // of 16. a: rows layout, row stride lda; b: a panel at the block's first

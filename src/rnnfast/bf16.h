@@ -80,6 +80,13 @@ void ConvertBf16Rows(Index M, Index K, const float* src, Index ld, Pair* out, In
 void ConvertBf16Cols(Index K, Index M, const float* src, Index ld, Pair* out, Index ldo,
                      Index q0, Index q1);
 
+// rows layout of the same A = X^T: out[m * ldo + q] = (X(2q, m), X(2q + 1, m))
+//   for X [K, M] at src[k * ld + m]; pair columns [q0, q1) only. What the AMX
+//   tiles load: converting X this way once saves GemmBf16 transposing the
+//   columns layout at every call that reads it.
+void ConvertBf16ColsT(Index K, Index M, const float* src, Index ld, Pair* out, Index ldo,
+                      Index q0, Index q1);
+
 // C[M, N] (+)= A @ B over Kq pairs of k. A in the rows layout (element (m, q)
 // at A[m * lda + q]) or, with a_cols, the columns layout (A[q * lda + m]).
 // Bp points at pair row q0 of panel 0 (packed + q0 * 64), panels

@@ -52,6 +52,11 @@ void ToBf16Cols(Index K, Index M, const T* src, Index ld, Pair* out, Index ldo, 
   if constexpr (std::is_same<T, float>::value) ConvertBf16Cols(K, M, src, ld, out, ldo, q0, q1);
 }
 template <typename T>
+void ToBf16ColsT(Index K, Index M, const T* src, Index ld, Pair* out, Index ldo, Index q0,
+                 Index q1) {
+  if constexpr (std::is_same<T, float>::value) ConvertBf16ColsT(K, M, src, ld, out, ldo, q0, q1);
+}
+template <typename T>
 void PackBf16(Index K, Index N, const T* src, Index ld, bool trans, Pair* out, Index segs = 1,
               T* colsum = nullptr) {
   if constexpr (std::is_same<T, float>::value)
@@ -978,11 +983,16 @@ class Sequence {
 
   // ParameterGrads' weight gradients with bf16 GEMMs. First every member
   // converts a share of the left operands X^T and H^T (bf16 pairs along
-  // T*B, columns layout: one per distinct input copy or recurrent source);
-  // then each member its columns, dG packed in slices of T*B.
+  // T*B, one per distinct input copy or recurrent source: in the columns
+  // layout, or with AMX in the rows layout its tiles load, converted once
+  // instead of transposed by every GEMM that reads it); then each member
+  // its columns, dG packed in slices of T*B.
   void WeightGradsBf16(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg,
                        bool separate_rec_bias) {
-    const Index rows = Tn * B, kq = Pairs(rows);
+    // Both layouts are right for both GEMM paths: the switch may change
+    // between here and the GEMMs.
+    const bool trans = AmxEnabled();
+    const Index rows = Tn * B, kq = Pairs(rows), lt = trans ? Bf16RowStride(kq) : kq;
     const T* src[8];
     Index width[8], at[8];
     int n = 0, xi[4], ri[4];
@@ -991,18 +1001,29 @@ class Sequence {
         if (src[i] == p) return i;
       src[n] = p;
       width[n] = w;
-      at[n] = n == 0 ? 0 : at[n - 1] + kq * width[n - 1];
+      at[n] = n == 0 ? 0 : at[n - 1] + lt * width[n - 1];
       return n++;
     };
     for (int g = 0; g < G; ++g) xi[g] = find(Xs(g), I);
     for (int g = 0; g < G; ++g) ri[g] = find(rg.src[g], U);
     if (team.rank == 0)  // the others wait at the Sync below
-      ops_.Reserve(static_cast<std::size_t>(at[n - 1] + kq * width[n - 1]));
+      ops_.Reserve(static_cast<std::size_t>(at[n - 1] + lt * width[n - 1]));
     team.Sync();
-    const Range qs = Split(kq, team.size, team.rank);
-    for (int i = 0; i < n; ++i)
-      ToBf16Cols(rows, width[i], src[i], width[i], ops_.data() + at[i], width[i], qs.begin, qs.end);
+    const Range qs = Split(kq, team.size, team.rank, trans ? 16 : 1);
+    for (int i = 0; i < n; ++i) {
+      if (trans) {
+        ToBf16ColsT(rows, width[i], src[i], width[i], ops_.data() + at[i], lt, qs.begin, qs.end);
+      } else {
+        ToBf16Cols(rows, width[i], src[i], width[i], ops_.data() + at[i], width[i], qs.begin,
+                   qs.end);
+      }
+    }
     team.Sync();
+    // The left operand of pair rows [k0 / 2, ...) of source i, and its stride.
+    auto left = [&](int i, Index k0) {
+      return trans ? ops_.data() + at[i] + k0 / 2 : ops_.data() + at[i] + k0 / 2 * width[i];
+    };
+    const Index ldi = trans ? lt : I, ldr = trans ? lt : U;
     const Range cols = Split(GU, team.size, team.rank, kAlign);
     constexpr Index kSlice = 1024;  // rows of T*B per packed slice of dG (even)
     for (int g = 0; g < G; ++g) {
@@ -1021,15 +1042,15 @@ class Sequence {
         const Index kr = std::min(kSlice, rows - k0), sq = Pairs(kr);
         Pair* bi = Bf16Scratch(1, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
         PackBf16(kr, w, dgi + k0 * GU, GU, false, bi, 1, dbi);
-        MulBf16(I, w, sq, true, ops_.data() + at[xi[g]] + k0 / 2 * I, I, bi, sq * kBf16Panel,
-                a.dkernel + c0, GU, k0 > 0);
+        MulBf16(I, w, sq, !trans, left(xi[g], k0), ldi, bi, sq * kBf16Panel, a.dkernel + c0, GU,
+                k0 > 0);
         const Pair* br = bi;
         if (!same) {
           Pair* b2 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
           PackBf16(kr, w, dgr + k0 * rg.ld[g], rg.ld[g], false, b2, 1, dbr);
           br = b2;
         }
-        MulBf16(U, w, sq, true, ops_.data() + at[ri[g]] + k0 / 2 * U, U, br, sq * kBf16Panel,
+        MulBf16(U, w, sq, !trans, left(ri[g], k0), ldr, br, sq * kBf16Panel,
                 a.drecurrent_kernel + c0, GU, k0 > 0);
       }
       if (same && dbr != nullptr) Row<T>(dbr, w) = Row<T>(dbi, w);

@@ -56,12 +56,25 @@ void TestGemm(Index M, Index N, Index K, Index segs, bool accumulate, std::mt199
       scale = std::max(scale, std::abs(s));
     }
   const Index seg = K / segs, kq = segs * Pairs(seg);
-  for (int layout = 0; layout < 4; ++layout) {
-    const bool a_cols = layout & 1, b_trans = layout & 2;
-    if (segs > 1 && (a_cols || !b_trans)) continue;  // segments: rows layout, transposed B only
-    std::vector<Pair, std::allocator<Pair>> ap(a_cols ? kq * M : M * kq);
+  // Layouts 4, 5: A = X^T converted by ConvertBf16ColsT (rows layout, padded
+  // stride), in two shares of pair columns as two members would.
+  for (int layout = 0; layout < 6; ++layout) {
+    const bool colst = layout >= 4, a_cols = !colst && (layout & 1), b_trans = layout & 2;
+    if (segs > 1 && (a_cols || colst || !b_trans)) continue;  // segments: rows layout, B^T
+    const Index lr = colst ? Bf16RowStride(kq) : kq;
+    std::vector<Pair, std::allocator<Pair>> ap(a_cols ? kq * M : M * lr);
     if (a_cols) {
       ConvertBf16Cols(K, M, at.data(), M, ap.data(), M, 0, kq);
+    } else if (colst) {
+      const Index half = kq / 32 * 16;  // a multiple of 16, as the kernels split
+      ConvertBf16ColsT(K, M, at.data(), M, ap.data(), lr, 0, half);
+      ConvertBf16ColsT(K, M, at.data(), M, ap.data(), lr, half, kq);
+      std::vector<Pair> rows_layout(M * kq);
+      ConvertBf16Rows(M, K, a.data(), K, rows_layout.data(), kq);
+      bool same = true;
+      for (Index m = 0; m < M; ++m)
+        for (Index q = 0; q < kq; ++q) same = same && ap[m * lr + q] == rows_layout[m * kq + q];
+      Check(same, "ConvertBf16ColsT equals ConvertBf16Rows of the transpose", 0);
     } else {
       ConvertBf16Rows(M, K, a.data(), K, ap.data(), kq, segs);
     }
@@ -72,15 +85,15 @@ void TestGemm(Index M, Index N, Index K, Index segs, bool accumulate, std::mt199
       PackBf16Panels(K, N, b.data(), N, false, bp);
     }
     std::vector<float> c = c0;
-    GemmBf16(M, N, kq, a_cols, ap.data(), a_cols ? M : kq, bp, kq * kBf16Panel, c.data(), N,
+    GemmBf16(M, N, kq, a_cols, ap.data(), a_cols ? M : lr, bp, kq * kBf16Panel, c.data(), N,
              accumulate);
     double err = 0;
     for (Index i = 0; i < M * N; ++i) err = std::max(err, std::abs(c[i] - want[i]));
     char what[160];
     std::snprintf(what, sizeof what,
-                  "GemmBf16 M=%ld N=%ld K=%ld segs=%ld a_cols=%d b_trans=%d acc=%d",
+                  "GemmBf16 M=%ld N=%ld K=%ld segs=%ld a_cols=%d colst=%d b_trans=%d acc=%d",
                   static_cast<long>(M), static_cast<long>(N), static_cast<long>(K),
-                  static_cast<long>(segs), a_cols, b_trans, accumulate);
+                  static_cast<long>(segs), a_cols, colst, b_trans, accumulate);
     Check(err <= 1e-5 * std::max(1.0, scale), what, err);
   }
 }
