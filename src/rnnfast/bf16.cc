@@ -600,21 +600,33 @@ inline __attribute__((always_inline)) void AmxBlock(Index kq, const Pair* a, Ind
   if constexpr (RM == 2 && RN == 2) _tile_stored(3, c2 + 16, sc);
 }
 
-// GemmBf16 for M, N and Kq multiples of 16. K is taken in slices of KC
-// pairs; within a slice a 32-row block of A (32 KiB at most) stays in L1
-// while the column blocks of B pass (measured 5-15% faster than B's blocks
-// staying). The columns layout of A is transposed, one slice at a time, into
-// the rows layout the tiles load, its rows Bf16RowStride apart.
+// One AMX pass of GemmBf16 over tiles of tr rows, tk pairs and tc columns
+// (each 1-16): M, Kq and N are multiples of them, and where one is under 16
+// the pass has exactly that many (the rows, pairs or columns left over by a
+// pass of whole tiles). K is taken in slices of KC pairs; within a slice a
+// 32-row block of A (32 KiB at most) stays in L1 while the column blocks of
+// B pass (measured 5-15% faster than B's blocks staying). The columns layout
+// of A (whole tiles only) is transposed, one slice at a time, into the rows
+// layout the tiles load, its rows Bf16RowStride apart. Leaves the tiles
+// configured: GemmBf16 releases them after its last pass.
 __attribute__((noinline)) void GemmAmx(Index M, Index N, Index Kq, bool a_cols, const Pair* A,
                                        Index lda, const Pair* Bp, Index panel_stride, float* C,
-                                       Index ldc, bool accumulate) {
+                                       Index ldc, bool accumulate, int tr, int tk, int tc) {
   constexpr Index KC = 256;
   const Index lt = Bf16RowStride(std::min(KC, Kq));
   Pair* t = a_cols ? Bf16Scratch(4, static_cast<std::size_t>(M * lt)) : nullptr;
   TileConfig cfg;
-  for (int i = 0; i < 8; ++i) {
-    cfg.rows[i] = 16;
-    cfg.colsb[i] = 64;
+  for (int i = 0; i < 4; ++i) {  // C
+    cfg.rows[i] = static_cast<std::uint8_t>(tr);
+    cfg.colsb[i] = static_cast<std::uint16_t>(4 * tc);
+  }
+  for (int i = 4; i < 6; ++i) {  // A
+    cfg.rows[i] = static_cast<std::uint8_t>(tr);
+    cfg.colsb[i] = static_cast<std::uint16_t>(4 * tk);
+  }
+  for (int i = 6; i < 8; ++i) {  // B
+    cfg.rows[i] = static_cast<std::uint8_t>(tk);
+    cfg.colsb[i] = static_cast<std::uint16_t>(4 * tc);
   }
   MemoryBarrier();
   __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
@@ -652,6 +664,10 @@ __attribute__((noinline)) void GemmAmx(Index M, Index N, Index Kq, bool a_cols, 
       }
     }
   }
+  MemoryBarrier();
+}
+
+__attribute__((noinline)) void AmxRelease() {
   _tile_release();
   MemoryBarrier();
 }
@@ -664,22 +680,61 @@ __attribute__((noinline)) void GemmAmx(Index M, Index N, Index Kq, bool a_cols, 
 #pragma GCC pop_options
 #endif
 
+// Below this many flops a product stays on VDPBF16PS: loading a tile
+// configuration and releasing it cost about 0.3 us (a [32, 32, 16 pairs]
+// product took 0.48 us on AMX), what VDPBF16PS takes for about 2^17 flops.
+constexpr double kAmxMinFlops = 131072.0;
+
 void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
               Index panel_stride, float* C, Index ldc, bool accumulate) {
   const Index M16 = M / 16 * 16, N16 = N / 16 * 16, K16 = Kq / 16 * 16;
-  if (M16 == 0 || N16 == 0 || K16 == 0 || !AmxEnabled())
+  const double flops = 4.0 * static_cast<double>(M) * static_cast<double>(N) *
+                       static_cast<double>(Kq);
+  if (M <= 0 || N <= 0 || Kq <= 0 || flops < kAmxMinFlops || !AmxEnabled() ||
+      (a_cols && (M16 == 0 || N16 == 0 || K16 == 0)))
     return GemmVnni(M, N, Kq, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
-  // Whole tiles on AMX; the leftover pairs, rows and columns on VDPBF16PS.
-  GemmAmx(M16, N16, K16, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
-  if (K16 < Kq)
-    GemmVnni(M16, N16, Kq - K16, a_cols, a_cols ? A + K16 * lda : A + K16, lda, Bp + K16 * W,
-             panel_stride, C, ldc, true);
-  if (N16 < N)  // fewer than 16 columns, inside one panel
-    GemmVnni(M16, N - N16, Kq, a_cols, A, lda, Bp + (N16 / W) * panel_stride + N16 % W,
-             panel_stride, C + N16, ldc, accumulate);
-  if (M16 < M)
-    GemmVnni(M - M16, N, Kq, a_cols, a_cols ? A + M16 : A + M16 * lda, lda, Bp, panel_stride,
-             C + M16 * ldc, ldc, accumulate);
+  if (a_cols) {
+    // Whole tiles on AMX (transposed there); the leftover pairs, rows and
+    // columns on VDPBF16PS.
+    GemmAmx(M16, N16, K16, true, A, lda, Bp, panel_stride, C, ldc, accumulate, 16, 16, 16);
+    AmxRelease();
+    if (K16 < Kq)
+      GemmVnni(M16, N16, Kq - K16, true, A + K16 * lda, lda, Bp + K16 * W, panel_stride, C, ldc,
+               true);
+    if (N16 < N)  // fewer than 16 columns, inside one panel
+      GemmVnni(M16, N - N16, Kq, true, A, lda, Bp + (N16 / W) * panel_stride + N16 % W,
+               panel_stride, C + N16, ldc, accumulate);
+    if (M16 < M)
+      GemmVnni(M - M16, N, Kq, true, A + M16, lda, Bp, panel_stride, C + M16 * ldc, ldc,
+               accumulate);
+    return;
+  }
+  // Rows layout: every part on AMX, in up to 2 x 2 x 2 passes: whole tiles,
+  // then tiles cut to the leftover rows, columns or pairs (each pass its own
+  // tile configuration). The pairs left over are added after the whole ones,
+  // in the same order of k as VDPBF16PS.
+  struct Part {
+    Index begin, size;
+    int tile;
+  };
+  const Part ms[2] = {{0, M16, 16}, {M16, M - M16, static_cast<int>(M - M16)}};
+  const Part ns[2] = {{0, N16, 16}, {N16, N - N16, static_cast<int>(N - N16)}};
+  const Part ks[2] = {{0, K16, 16}, {K16, Kq - K16, static_cast<int>(Kq - K16)}};
+  for (const Part& m : ms) {
+    if (m.size == 0) continue;
+    for (const Part& n : ns) {
+      if (n.size == 0) continue;
+      for (const Part& k : ks) {
+        if (k.size == 0) continue;
+        // n.begin is a multiple of 16: a leftover block of columns lies in one panel.
+        GemmAmx(m.size, n.size, k.size, false, A + m.begin * lda + k.begin, lda,
+                Bp + (n.begin / W) * panel_stride + n.begin % W + k.begin * W, panel_stride,
+                C + m.begin * ldc + n.begin, ldc, accumulate || k.begin > 0, m.tile, k.tile,
+                n.tile);
+      }
+    }
+  }
+  AmxRelease();
 }
 
 #endif  // RNNFAST_BF16_KERNELS

@@ -186,6 +186,13 @@ int main() {
       TestGemm(37, 83, 50, 1, acc, rng);
       TestGemm(48, 112, 600, 1, acc, rng);
       TestGemm(32, 96, 4 * 40, 4, acc, rng);
+      // Past 2^17 flops with fewer than 16 rows, columns or pairs: AMX tiles
+      // cut to them (rows layout), or VDPBF16PS (columns layout).
+      TestGemm(8, 300, 400, 1, acc, rng);
+      TestGemm(1, 1030, 512, 1, acc, rng);
+      TestGemm(40, 9, 1000, 1, acc, rng);
+      TestGemm(47, 520, 21, 1, acc, rng);
+      TestGemm(15, 15, 2000, 1, acc, rng);
     }
   }
   rnnfast::SetAmxEnabled(true);
