@@ -680,17 +680,22 @@ __attribute__((noinline)) void AmxRelease() {
 #pragma GCC pop_options
 #endif
 
-// Below this many flops a product stays on VDPBF16PS: loading a tile
-// configuration and releasing it cost about 0.3 us (a [32, 32, 16 pairs]
-// product took 0.48 us on AMX), what VDPBF16PS takes for about 2^17 flops.
-constexpr double kAmxMinFlops = 131072.0;
+// Products under 2^14 flops, and rows in blocks of fewer than 4, stay on
+// VDPBF16PS: loading a tile configuration and releasing it cost about as
+// much as VDPBF16PS takes for 2^14 flops, and one to three rows are bound
+// by reading B, which VDPBF16PS does faster (gemm_gflops on Sapphire Rapids,
+// GFLOP/s AMX / VDPBF16PS: [2, 64, 32 pairs] 21 / 33, [4, 64, 32] 44 / 46,
+// [6, 80, 10] 50 / 42, [8, 64, 16] 131 / 72, [32, 80, 10] 257 / 82,
+// [1, 1024, 128] 52 / 62).
+constexpr double kAmxMinFlops = 16384.0;
+constexpr Index kAmxMinRows = 4;
 
 void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda, const Pair* Bp,
               Index panel_stride, float* C, Index ldc, bool accumulate) {
   const Index M16 = M / 16 * 16, N16 = N / 16 * 16, K16 = Kq / 16 * 16;
   const double flops = 4.0 * static_cast<double>(M) * static_cast<double>(N) *
                        static_cast<double>(Kq);
-  if (M <= 0 || N <= 0 || Kq <= 0 || flops < kAmxMinFlops || !AmxEnabled() ||
+  if (M < kAmxMinRows || N <= 0 || Kq <= 0 || flops < kAmxMinFlops || !AmxEnabled() ||
       (a_cols && (M16 == 0 || N16 == 0 || K16 == 0)))
     return GemmVnni(M, N, Kq, a_cols, A, lda, Bp, panel_stride, C, ldc, accumulate);
   if (a_cols) {
@@ -709,10 +714,11 @@ void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda,
                accumulate);
     return;
   }
-  // Rows layout: every part on AMX, in up to 2 x 2 x 2 passes: whole tiles,
-  // then tiles cut to the leftover rows, columns or pairs (each pass its own
-  // tile configuration). The pairs left over are added after the whole ones,
-  // in the same order of k as VDPBF16PS.
+  // Rows layout: every part on AMX (but 1-3 leftover rows), in up to
+  // 2 x 2 x 2 passes: whole tiles, then tiles cut to the leftover rows,
+  // columns or pairs (each pass its own tile configuration). The pairs left
+  // over are added after the whole ones, in the same order of k as
+  // VDPBF16PS.
   struct Part {
     Index begin, size;
     int tile;
@@ -722,6 +728,11 @@ void GemmBf16(Index M, Index N, Index Kq, bool a_cols, const Pair* A, Index lda,
   const Part ks[2] = {{0, K16, 16}, {K16, Kq - K16, static_cast<int>(Kq - K16)}};
   for (const Part& m : ms) {
     if (m.size == 0) continue;
+    if (m.size < kAmxMinRows) {  // 1-3 rows left over
+      GemmVnni(m.size, N, Kq, false, A + m.begin * lda, lda, Bp, panel_stride,
+               C + m.begin * ldc, ldc, accumulate);
+      continue;
+    }
     for (const Part& n : ns) {
       if (n.size == 0) continue;
       for (const Part& k : ks) {

@@ -186,9 +186,12 @@ int main() {
       TestGemm(37, 83, 50, 1, acc, rng);
       TestGemm(48, 112, 600, 1, acc, rng);
       TestGemm(32, 96, 4 * 40, 4, acc, rng);
-      // Past 2^17 flops with fewer than 16 rows, columns or pairs: AMX tiles
-      // cut to them (rows layout), or VDPBF16PS (columns layout).
+      // Fewer than 16 rows, columns or pairs: AMX tiles cut to them (rows
+      // layout; 1-3 rows on VDPBF16PS), or VDPBF16PS (columns layout).
       TestGemm(8, 300, 400, 1, acc, rng);
+      TestGemm(17, 100, 90, 1, acc, rng);
+      TestGemm(2, 500, 300, 1, acc, rng);
+      TestGemm(4, 20, 400, 1, acc, rng);
       TestGemm(1, 1030, 512, 1, acc, rng);
       TestGemm(40, 9, 1000, 1, acc, rng);
       TestGemm(47, 520, 21, 1, acc, rng);
