@@ -24,8 +24,11 @@
   float32 kernels, bit for bit.
 - Training: the demo's two-layer LSTM forecaster for 20 epochs with
   mixed_bfloat16 ends within 2% of float32's loss.
+- AMX (where the CPU has AMX-BF16): the reference tests run with tiles on
+  and off (AMX_PATHS), on shapes with whole tiles and leftovers; tile state
+  in concurrent Python threads and in a forked child.
 The bf16-hardware tests skip where the CPU (or the loaded build) has no
-AVX512-BF16.
+AVX512-BF16, the AMX cases where it has no AMX.
 """
 
 import importlib
@@ -627,7 +630,10 @@ def test_amx_runs_in_a_forked_child():
         ctx = multiprocessing.get_context("fork")
         q = ctx.Queue()
         with warnings.catch_warnings():
+            # Python >= 3.12 and JAX (when another test imported it) warn
+            # about fork() in a threaded process; the child touches neither.
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
             p = ctx.Process(target=_amx_child, args=(q,))
             p.start()
         path, got = q.get(timeout=120)
