@@ -251,6 +251,8 @@ class Sequence {
                          ChooseThreads(B, U, G);
     // bf16: the weight gradients are always GEMMs after the loop (also when
     // members split rows: the GEMMs split columns).
+    // Read once here, before the members start: they must agree on it.
+    wg_rows_layout_ = bf16_ && AmxEnabled();
     stream_ = !bf16_ && (rows_ || (XsCopies() == 1 &&
                                    slice <= 0.5 * static_cast<double>(L2CacheBytes())));
     if (rows_ && row_threads_ > 1)
@@ -989,9 +991,10 @@ class Sequence {
   // its columns, dG packed in slices of T*B.
   void WeightGradsBf16(const Team& team, const BackwardArgs<T>& a, const RecGrads& rg,
                        bool separate_rec_bias) {
-    // Both layouts are right for both GEMM paths: the switch may change
-    // between here and the GEMMs.
-    const bool trans = AmxEnabled();
+    // Both layouts are right for both GEMM paths (the switch may change
+    // before the GEMMs), but all members must use the same: BeginBackward
+    // chose it.
+    const bool trans = wg_rows_layout_;
     const Index rows = Tn * B, kq = Pairs(rows), lt = trans ? Bf16RowStride(kq) : kq;
     const T* src[8];
     Index width[8], at[8];
@@ -1108,6 +1111,7 @@ class Sequence {
   Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_,
       wt_, rpp_, rtp_, wpp_;
   bool stream_ = false;
+  bool wg_rows_layout_ = false;  // bf16 weight gradients: X^T, H^T in the rows layout (AMX)
   bool rows_ = false;    // this forward's members split rows (ForwardThreads)
   int row_threads_ = 1;  // and how many asked for (the backward asks as many)
   Buffer<T> part_;       // with rows_: members' weight-gradient accumulators (Accumulators)
