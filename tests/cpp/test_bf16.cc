@@ -166,37 +166,24 @@ int main() {
     return 0;
   }
   std::mt19937 rng(7);
-  // With AMX where the CPU has it, then without: from M, N >= 16 and K >= 32
-  // whole tiles run on AMX and the rest on VDPBF16PS; K = 600 (300 pairs)
-  // takes two slices of 256 pairs.
+  // With AMX where the CPU has it, then without. K = 600 (300 pairs) takes
+  // two slices of 256 pairs.
   std::printf("AMX: %s\n", rnnfast::AmxSupported() ? "yes" : rnnfast::AmxUnsupported());
+  // {M, N, K, segs}. From (16, 16, 32) on, whole AMX tiles; (9, ...) and
+  // (5, ...) have gate blocks of odd size; from (8, 300, 400) on, fewer than
+  // 16 rows, columns or pairs: AMX tiles cut to them (rows layout; 1-3 rows
+  // on VDPBF16PS), or VDPBF16PS (columns layout).
+  const Index shapes[][4] = {
+      {1, 1, 1, 1},      {7, 20, 5, 1},     {13, 64, 64, 1},   {6, 130, 33, 1},
+      {25, 77, 300, 1},  {64, 200, 257, 1}, {9, 70, 63, 3},    {5, 65, 40, 4},
+      {16, 16, 32, 1},   {32, 96, 64, 1},   {37, 83, 50, 1},   {48, 112, 600, 1},
+      {32, 96, 160, 4},  {8, 300, 400, 1},  {17, 100, 90, 1},  {2, 500, 300, 1},
+      {4, 20, 400, 1},   {1, 1030, 512, 1}, {40, 9, 1000, 1},  {47, 520, 21, 1},
+      {15, 15, 2000, 1}};
   for (bool amx : {true, false}) {
     rnnfast::SetAmxEnabled(amx);
-    for (bool acc : {false, true}) {
-      TestGemm(1, 1, 1, 1, acc, rng);
-      TestGemm(7, 20, 5, 1, acc, rng);
-      TestGemm(13, 64, 64, 1, acc, rng);
-      TestGemm(6, 130, 33, 1, acc, rng);
-      TestGemm(25, 77, 300, 1, acc, rng);
-      TestGemm(64, 200, 257, 1, acc, rng);
-      TestGemm(9, 70, 3 * 21, 3, acc, rng);  // gate blocks of odd size
-      TestGemm(5, 65, 4 * 10, 4, acc, rng);
-      TestGemm(16, 16, 32, 1, acc, rng);
-      TestGemm(32, 96, 64, 1, acc, rng);
-      TestGemm(37, 83, 50, 1, acc, rng);
-      TestGemm(48, 112, 600, 1, acc, rng);
-      TestGemm(32, 96, 4 * 40, 4, acc, rng);
-      // Fewer than 16 rows, columns or pairs: AMX tiles cut to them (rows
-      // layout; 1-3 rows on VDPBF16PS), or VDPBF16PS (columns layout).
-      TestGemm(8, 300, 400, 1, acc, rng);
-      TestGemm(17, 100, 90, 1, acc, rng);
-      TestGemm(2, 500, 300, 1, acc, rng);
-      TestGemm(4, 20, 400, 1, acc, rng);
-      TestGemm(1, 1030, 512, 1, acc, rng);
-      TestGemm(40, 9, 1000, 1, acc, rng);
-      TestGemm(47, 520, 21, 1, acc, rng);
-      TestGemm(15, 15, 2000, 1, acc, rng);
-    }
+    for (bool acc : {false, true})
+      for (const auto& sh : shapes) TestGemm(sh[0], sh[1], sh[2], sh[3], acc, rng);
   }
   rnnfast::SetAmxEnabled(true);
   TestCell<rnnfast::LSTM<float>>("LSTM", 4, 8, 6, 24, 80, rng);
