@@ -115,7 +115,7 @@ def ceiling(threads):
 
     res = {"fp32": _core.gemm_gflops(1024, 1024, 1024, threads=threads, repeats=5)}
     status = rnnfast.mixed_precision.bf16_status()
-    if status["supported"]:
+    if status["enabled"]:  # not with RNNFAST_BF16=0
         for name, amx in (("bf16-amx", True), ("bf16-vnni", False)):
             if amx and not status.get("amx_supported"):
                 continue
