@@ -5,9 +5,9 @@ makes the recurrent layers (SimpleRNN, LSTM, GRU, and RNN over their cells)
 multiply in bfloat16: the operands of every GEMM (x @ W, h @ R, and in the
 backward dG @ R^T, dG @ W^T, x^T dG, h^T dG) are rounded to bfloat16 and their
 products summed in float32, on AVX512-BF16 (VDPBF16PS), and on AMX tiles
-(TDPBF16PS) for the whole 16 x 16 blocks where the CPU has AMX-BF16 (Sapphire
-Rapids and later Xeons; ``set_amx_enabled(False)`` or ``RNNFAST_AMX=0`` keeps
-them on VDPBF16PS). Weights stay float32
+(TDPBF16PS) where the CPU has AMX-BF16 (Sapphire Rapids and later Xeons; the
+smallest products stay on VDPBF16PS; ``set_amx_enabled(False)`` or
+``RNNFAST_AMX=0`` keeps all of them there). Weights stay float32
 (the master copy the optimizer updates), and so do the states, the gate math,
 the gradients and the layer outputs.
 

@@ -25,8 +25,8 @@ void BindBf16(py::module_& m) {
       "amx_supported, amx_enabled and amx_reason likewise for AMX tiles, path ('amx_bf16', "
       "'avx512_bf16' or 'float32').");
   m.def("set_amx_enabled", &SetAmxEnabled, py::arg("enabled"),
-        "Turns AMX on or off for the bf16 GEMMs of later forwards (off: their whole tiles run "
-        "on VDPBF16PS as elsewhere). RNNFAST_AMX=0 in the environment starts it off.");
+        "Turns AMX on or off for the bf16 GEMMs of later forwards (off: they run on VDPBF16PS "
+        "as elsewhere). RNNFAST_AMX=0 in the environment starts it off.");
   m.def("set_bf16_enabled", &SetBf16Enabled, py::arg("enabled"),
         "Turns the bf16 GEMMs on or off for later forwards (off: the bf16 option runs float32 "
         "GEMMs). RNNFAST_BF16=0 in the environment starts it off.");
