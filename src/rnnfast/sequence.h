@@ -205,7 +205,17 @@ class Sequence {
     if (bf16_) {
       if (fused_) wpb_.Reserve(static_cast<std::size_t>(G * Bf16PanelPairs(Pairs(I), U)));
       rpb_.Reserve(static_cast<std::size_t>(G * Bf16PanelPairs(Pairs(U), U)));
-    } else {
+    }
+    // Under one panel of units, each gate's panel is mostly padding (W1,
+    // U = 20: 2 of its 4 packets computed, 20 columns used) and a step made
+    // G small products (each an AMX tile configuration): the step's
+    // products then read all gates side by side from one set of panels.
+    joint_ = bf16_ && U < kBf16Panel;
+    if (joint_) {
+      if (fused_) wpj_.Reserve(static_cast<std::size_t>(Bf16PanelPairs(Pairs(I), GU)));
+      rpj_.Reserve(static_cast<std::size_t>(Bf16PanelPairs(Pairs(U), GU)));
+    }
+    if (!bf16_) {
       if (fused_) wpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(I, U)));
       if (packed_) {
         rpp_.Reserve(static_cast<std::size_t>(G * PackedSize<T>(U, U)));
@@ -550,6 +560,10 @@ class Sequence {
           PackBf16(I, pu, a.kernel + g * U + cols.begin, GU, false,
                    wpb_.data() + g * Bf16PanelPairs(iq, U) + p0 * iq * kBf16Panel);
       }
+      if (joint_ && team.rank == 0) {  // small: one member packs them (Prologue syncs)
+        PackBf16(U, GU, a.recurrent_kernel, GU, false, rpj_.data());
+        if (fused_) PackBf16(I, GU, a.kernel, GU, false, wpj_.data());
+      }
       return;
     }
     if (packed_) {
@@ -595,20 +609,28 @@ class Sequence {
       x16 = Bf16Scratch(0, static_cast<std::size_t>(rows.size() * lx));
       ToBf16Rows(rows.size(), I, Xs(0, s) + rows.begin * I, I, x16, lx);
     }
+    const bool joint = joint_ && up == U;
+    if (joint)  // every gate in one product (see joint_)
+      MulBf16(rows.size(), GU, iq, false, x16, lx, wpj_.data(), iq * kBf16Panel,
+              Gates(s) + rows.begin * GU, GU, false);
     for (int g = 0; g < G; ++g) {
       T* out = Gates(s) + rows.begin * GU + g * U + own.begin;
-      if (bf16_) {
+      if (bf16_ && !joint) {
         MulBf16(rows.size(), up, iq, false, x16, lx,
                 wpb_.data() + g * Bf16PanelPairs(iq, U) + own.begin / kBf16Panel * iq * kBf16Panel,
                 iq * kBf16Panel, out, GU, false);
-      } else {
+      } else if (!bf16_) {
         GemmPacked<T>(rows.size(), up, I, Xs(0, s) + rows.begin * I, I,
                       wpp_.data() + g * PackedSize<T>(I, U) + own.begin / kPanel<T> * I * kPanel<T>,
                       I * kPanel<T>, out, GU, false);
       }
-      if (step_bias_ == nullptr) continue;
+      if (step_bias_ == nullptr || joint) continue;
       const ConstRow<T> b(step_bias_ + g * U + own.begin, up);
       for (Index r = 0; r < rows.size(); ++r) Row<T>(out + r * GU, up) += b;
+    }
+    if (joint && step_bias_ != nullptr) {  // whole rows of every gate
+      const ConstRow<T> b(step_bias_, GU);
+      for (Index r = rows.begin; r < rows.end; ++r) Row<T>(Gates(s) + r * GU, GU) += b;
     }
   }
 
@@ -657,6 +679,14 @@ class Sequence {
     if (bf16_) {  // h_{s-1} as bf16 pairs once for the gates that share it
       const Index lh = Bf16RowStride(Pairs(U));
       Pair* h16 = Bf16Scratch(0, static_cast<std::size_t>(nr * lh));
+      bool shared = g0 == 0;
+      for (int g = g0; g < g1; ++g) shared = shared && RecSource(g, s) == RecSource(g0, s);
+      if (joint_ && up == U && shared) {  // gates [0, g1) side by side in one product
+        ToBf16Rows(nr, U, RecSource(0, s) + r0 * U, U, h16, lh);
+        MulBf16(nr, g1 * U, Pairs(U), false, h16, lh, rpj_.data(), Pairs(U) * kBf16Panel, out,
+                GU, false);
+        return;
+      }
       const T* converted = nullptr;
       for (int g = g0; g < g1; ++g) {
         if (RecSource(g, s) != converted) {
@@ -1032,8 +1062,16 @@ class Sequence {
     const Index ldi = trans ? lt : I, ldr = trans ? lt : U;
     const Range cols = Split(GU, team.size, team.rank, kAlign);
     constexpr Index kSlice = 1024;  // rows of T*B per packed slice of dG (even)
+    // Gate blocks, each one product per side; with joint_, all gates as one
+    // block where they share both left operands and dG (as the forward's
+    // joint products; W1 LSTM had 2 x 4 products of 20 columns).
+    bool one = joint_;
+    for (int g = 0; g < G; ++g)
+      one = one && xi[g] == xi[0] && ri[g] == ri[0] && rg.dg[g] == gates_.data() + g * U &&
+            rg.ld[g] == GU;
+    const Index bw = one ? GU : U;
     for (int g = 0; g < G; ++g) {
-      const Index c0 = std::max(cols.begin, g * U), c1 = std::min(cols.end, (g + 1) * U);
+      const Index c0 = std::max(cols.begin, g * bw), c1 = std::min(cols.end, (g + 1) * bw);
       if (c1 <= c0) continue;
       const Index w = c1 - c0, off = c0 - g * U;
       const T* dgi = gates_.data() + c0;
@@ -1125,6 +1163,8 @@ class Sequence {
   // rtp_; ops_ and wtb_ for the weight and input gradients after the loop.
   bool bf16_ = false;
   Buffer<Pair> rpb_, wpb_, rtpb_, ops_, wtb_;
+  bool joint_ = false;     // bf16, U < one panel: rpj_, wpj_ hold all gates side by side
+  Buffer<Pair> rpj_, wpj_;  // [U or I, G*U] as bf16 panels
   bool fused_ = false;   // input projection per step from wpp_ (W's panels)
   Index gate_slots_ = 0;  // steps whose gates Gates() keeps: Tn, or 2 (see Begin)
   const T* step_bias_ = nullptr;
