@@ -144,6 +144,31 @@ def test_orthogonal(shape, gain):
     assert I.Orthogonal()(shape).dtype == np.float32
 
 
+def test_orthogonal_qr_runs_on_one_blas_thread(monkeypatch):
+    """NumPy's BLAS workers spin for ~0.1 s after a threaded call, taking a
+    core from the kernels (utils/blas.py): the QR runs on one BLAS thread, and
+    the limit is lifted afterwards."""
+    import threadpoolctl
+
+    def blas():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    if not before or max(before) == 1:
+        pytest.skip("NumPy's BLAS runs on one thread here anyway")
+    seen, real_qr = [], np.linalg.qr
+
+    def qr(a, *args, **kwargs):
+        seen.append(blas())
+        return real_qr(a, *args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "qr", qr)
+    v = I.Orthogonal(seed=1)((64, 256), dtype="float64")
+    assert seen == [[1] * len(before)]
+    assert blas() == before
+    np.testing.assert_allclose(v @ v.T, np.eye(64), atol=1e-12)
+
+
 def test_orthogonal_needs_rank_2():
     with pytest.raises(ValueError, match="two-dimensional"):
         I.Orthogonal()((5,))

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _rng, _serialization
 from ._naming import to_snake_case
+from .utils.blas import single_thread_blas
 
 __all__ = [
     "ALL_OBJECTS_DICT", "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform",
@@ -421,7 +422,8 @@ class Orthogonal(RandomInitializer):
         num_cols = shape[-1]
         flat_shape = (max(num_rows, num_cols), min(num_rows, num_cols))
         a = self._rng().standard_normal(flat_shape)
-        q, r = np.linalg.qr(a)
+        with single_thread_blas():  # see utils/blas.py
+            q, r = np.linalg.qr(a)
         q = q * np.sign(np.diag(r))
         if num_rows < num_cols:
             q = q.T
