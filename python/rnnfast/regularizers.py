@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _serialization
+from .utils.blas import on_one_blas_thread
 
 __all__ = [
     "ALL_OBJECTS_DICT", "L1", "L1L2", "L2", "OrthogonalRegularizer", "Regularizer",
@@ -170,6 +171,7 @@ class OrthogonalRegularizer(Regularizer):
         inv = np.minimum(1.0 / np.maximum(norms, 1e-300), 1.0 / _EPSILON)
         return v * inv, inv, norms
 
+    @on_one_blas_thread  # see utils/blas.py
     def __call__(self, x) -> float:
         v = self._vectors(_as_array(x))
         size = v.shape[0]
@@ -181,6 +183,7 @@ class OrthogonalRegularizer(Regularizer):
         num_pairs = size * (size - 1.0) / 2.0
         return float(self.factor * 0.5 * np.sum(np.abs(product)) / num_pairs)
 
+    @on_one_blas_thread
     def gradient(self, x) -> np.ndarray:
         x = _as_array(x)
         v = self._vectors(x)

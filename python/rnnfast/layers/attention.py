@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _rng
+from ..utils.blas import on_one_blas_thread
 from .layer import Layer, as_float
 from .registry import register
 
@@ -127,6 +128,9 @@ class Attention(Layer):
 
     # ---- forward / backward -------------------------------------------------------------
 
+    # NumPy's products on one BLAS thread: its spinning workers would take a
+    # core from the recurrent kernels for ~0.1 s after each (utils/blas.py).
+    @on_one_blas_thread
     def forward(self, ctx, inputs, mask=None, training=False, return_attention_scores=False,
                 use_causal_mask=False):
         if not isinstance(inputs, (list, tuple)):
@@ -170,6 +174,7 @@ class Attention(Layer):
             ctx.saved = (xs, saved, weights, drop, weights_d, qm, len(xs) == 3)
         return [out, weights_d] if return_attention_scores else out
 
+    @on_one_blas_thread
     def backward(self, ctx, grad, need_input_grad=True):
         xs, saved, weights, drop, weights_d, qm, has_key = ctx.saved
         q, v = xs[0], xs[1]
