@@ -30,6 +30,33 @@ def test_single_thread_blas_limits_and_restores():
     assert blas_threads() == before
 
 
+def test_single_thread_blas_nested_and_concurrent_restore_the_original():
+    """Two threads in overlapping contexts: the second must not take the
+    first's limit of 1 for the original count."""
+    import threading
+
+    before = blas_threads()
+    if not before or max(before) == 1:
+        pytest.skip("NumPy's BLAS runs on one thread here anyway")
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with blas.single_thread_blas():
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(10)
+    with blas.single_thread_blas():  # entered while the other thread's limit holds
+        with blas.single_thread_blas():
+            assert blas_threads() == [1] * len(before)
+    assert blas_threads() == [1] * len(before)  # the other thread is still inside
+    release.set()
+    t.join(10)
+    assert blas_threads() == before
+
+
 @pytest.fixture
 def counted(monkeypatch):
     """Counts the single_thread_blas() contexts entered (the decorator looks

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import warnings
 
 _lock = threading.Lock()
 _controller = None  # threadpoolctl's view of the loaded BLAS libraries, made once
@@ -29,12 +30,18 @@ def _get_controller():
             except ImportError:  # a dependency; without it NumPy's threads stay as they are
                 _controller = False
             else:
-                _controller = ThreadpoolController()
+                # Its warnings (two OpenMP runtimes loaded, say) are not the user's concern here.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    _controller = ThreadpoolController()
         return _controller
 
 
 def single_thread_blas():
-    """A context in which NumPy's BLAS runs on the calling thread only."""
+    """A context in which NumPy's BLAS runs on one thread. threadpoolctl (3.8
+    and later) lets one thread at a time hold OpenBLAS's process-wide setting:
+    a context entered while another thread holds it changes nothing, so that
+    neither restores the other's limit as the original."""
     controller = _get_controller()
     if not controller:
         return contextlib.nullcontext()
