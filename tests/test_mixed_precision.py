@@ -328,11 +328,11 @@ def test_single_step_exact_operands(shape, amx_path):
 # (cell, B, T, I, U): two threads split the batch's rows (small weights,
 # B >= 8) or the units in panels of 64 (U = 260, 300: 192 + 68, 128 + 172
 # units, a partial panel); odd sizes pad pairs (T*B odd, I odd, U odd).
-# U under 64 runs every gate in one product (W1's first layer: I = 1, U = 20).
+# U up to 64 runs every gate in one product (W1's first layer: I = 1, U = 20).
 SEQ_CASES = [("lstm", 8, 6, 24, 150), ("lstm", 3, 5, 7, 33), ("lstm", 4, 3, 64, 260),
              ("gru", 8, 6, 24, 150), ("gru", 5, 3, 9, 21), ("gru", 4, 3, 64, 300),
              ("simple_rnn", 6, 7, 40, 200), ("lstm", 32, 5, 1, 20), ("gru", 16, 4, 20, 63),
-             ("simple_rnn", 10, 4, 3, 40)]
+             ("simple_rnn", 10, 4, 3, 40), ("lstm", 16, 5, 24, 64)]
 
 
 # Cases whose products have whole AMX tiles (B >= 16 rows, I and U >= 32):
