@@ -393,7 +393,7 @@ def test_bf16_one_row_inference_matches_rounded_reference(case, threads):
 
 
 @needs_bf16
-@pytest.mark.parametrize("U", [96, 20])
+@pytest.mark.parametrize("U", [96, 20, 64])
 @pytest.mark.parametrize("cell,opts", [
     ("lstm", dict(mask=True, go_backwards=True)),
     ("lstm", dict(dropout=4, recurrent_dropout=4)),   # per-gate masks: projection before the loop
@@ -403,8 +403,9 @@ def test_bf16_one_row_inference_matches_rounded_reference(case, threads):
 ])
 def test_bf16_kernel_options_close_to_float32(cell, opts, U):
     """Masks, dropout masks, go_backwards, reset_before, inference: the bf16
-    path stays within bfloat16's rounding of the float32 kernel (U = 20: the
-    gates' joint products, where the sources allow)."""
+    path stays within bfloat16's rounding of the float32 kernel (U = 20, 64:
+    the gates' joint products, where the sources allow; at 64 per-gate
+    recurrent masks read the input side's pack of dG at a panel offset)."""
     B, T, I = 9, 7, 20
     G = {"simple_rnn": 1, "lstm": 4, "gru": 3}[cell]
     rng = np.random.default_rng(3)

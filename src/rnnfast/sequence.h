@@ -1065,21 +1065,42 @@ class Sequence {
     const Index ldi = trans ? lt : I, ldr = trans ? lt : U;
     const Range cols = Split(GU, team.size, team.rank, kAlign);
     constexpr Index kSlice = 1024;  // rows of T*B per packed slice of dG (even)
-    // Gate blocks, each one product per side; with joint_, all gates as one
-    // block where they share both left operands and dG (as the forward's
-    // joint products; W1 LSTM had 2 x 4 products of 20 columns).
-    bool one = joint_;
-    for (int g = 0; g < G; ++g)
-      one = one && xi[g] == xi[0] && ri[g] == ri[0] && rg.dg[g] == gates_.data() + g * U &&
-            rg.ld[g] == GU;
-    const Index bw = one ? GU : U;
-    for (int g = 0; g < G; ++g) {
-      const Index c0 = std::max(cols.begin, g * bw), c1 = std::min(cols.end, (g + 1) * bw);
+    // Blocks of gates, one product each. With joint_, consecutive gates that
+    // share their left operand are one block on the input side, and within
+    // it consecutive gates whose recurrent gradients also lie side by side
+    // in one array one block on the recurrent side (W1 LSTM made 2 x 4
+    // products of 20 columns; GRU's candidate has recurrent gradients of its
+    // own). At larger U each gate is a block: a wider one would make the
+    // packed slice of dG outgrow the L2.
+    for (int g = 0; g < G;) {
+      const int gb = g;
+      while (++g < G && joint_ && xi[g] == xi[gb]) {
+      }
+      const Index c0 = std::max(cols.begin, gb * U), c1 = std::min(cols.end, g * U);
       if (c1 <= c0) continue;
-      const Index w = c1 - c0, off = c0 - g * U;
+      const Index w = c1 - c0;
       const T* dgi = gates_.data() + c0;
-      const T* dgr = rg.dg[g] + off;
-      const bool same = dgr == dgi && rg.ld[g] == GU;  // one B for both products
+      // The recurrent blocks inside [c0, c1): where their gradients are the
+      // input side's, at a panel boundary of its pack, they read that pack.
+      struct RecBlock {
+        int gate;
+        Index begin, end;  // columns
+        const T* dg;
+        Index ld;
+        bool shared;
+      } rb[4];
+      int nrb = 0;
+      for (int h = gb; h < g;) {
+        const int hb = h;
+        while (++h < g && joint_ && ri[h] == ri[hb] && rg.ld[h] == rg.ld[hb] &&
+               rg.dg[h] == rg.dg[h - 1] + U) {
+        }
+        const Index r0 = std::max(c0, hb * U), r1 = std::min(c1, h * U);
+        if (r1 <= r0) continue;
+        const T* dg = rg.dg[hb] + (r0 - hb * U);
+        rb[nrb++] = {hb, r0, r1, dg, rg.ld[hb],
+                     dg == dgi + (r0 - c0) && rg.ld[hb] == GU && (r0 - c0) % kBf16Panel == 0};
+      }
       // The bias gradients: dG's column sums, added up while the packs read it.
       T* dbi = has_bias ? a.dbias + c0 : nullptr;
       T* dbr = has_bias && separate_rec_bias ? a.dbias + GU + c0 : nullptr;
@@ -1089,18 +1110,26 @@ class Sequence {
         const Index kr = std::min(kSlice, rows - k0), sq = Pairs(kr);
         Pair* bi = Bf16Scratch(1, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
         PackBf16(kr, w, dgi + k0 * GU, GU, false, bi, 1, dbi);
-        MulBf16(I, w, sq, !trans, left(xi[g], k0), ldi, bi, sq * kBf16Panel, a.dkernel + c0, GU,
+        MulBf16(I, w, sq, !trans, left(xi[gb], k0), ldi, bi, sq * kBf16Panel, a.dkernel + c0, GU,
                 k0 > 0);
-        const Pair* br = bi;
-        if (!same) {
-          Pair* b2 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(sq, w)));
-          PackBf16(kr, w, dgr + k0 * rg.ld[g], rg.ld[g], false, b2, 1, dbr);
-          br = b2;
+        for (int i = 0; i < nrb; ++i) {
+          const RecBlock& r = rb[i];
+          const Index rw = r.end - r.begin;
+          const Pair* br = bi + (r.begin - c0) / kBf16Panel * sq * kBf16Panel;
+          if (!r.shared) {
+            Pair* b2 = Bf16Scratch(2, static_cast<std::size_t>(Bf16PanelPairs(sq, rw)));
+            PackBf16(kr, rw, r.dg + k0 * r.ld, r.ld, false, b2, 1,
+                     dbr != nullptr ? dbr + (r.begin - c0) : nullptr);
+            br = b2;
+          }
+          MulBf16(U, rw, sq, !trans, left(ri[r.gate], k0), ldr, br, sq * kBf16Panel,
+                  a.drecurrent_kernel + r.begin, GU, k0 > 0);
         }
-        MulBf16(U, w, sq, !trans, left(ri[g], k0), ldr, br, sq * kBf16Panel,
-                a.drecurrent_kernel + c0, GU, k0 > 0);
       }
-      if (same && dbr != nullptr) Row<T>(dbr, w) = Row<T>(dbi, w);
+      for (int i = 0; i < nrb && dbr != nullptr; ++i)
+        if (rb[i].shared)
+          Row<T>(dbr + (rb[i].begin - c0), rb[i].end - rb[i].begin) =
+              ConstRow<T>(dbi + (rb[i].begin - c0), rb[i].end - rb[i].begin);
     }
   }
 
