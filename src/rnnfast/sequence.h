@@ -682,9 +682,9 @@ class Sequence {
     if (bf16_) {  // h_{s-1} as bf16 pairs once for the gates that share it
       const Index lh = Bf16RowStride(Pairs(U));
       Pair* h16 = Bf16Scratch(0, static_cast<std::size_t>(nr * lh));
-      bool shared = g0 == 0;
-      for (int g = g0; g < g1; ++g) shared = shared && RecSource(g, s) == RecSource(g0, s);
-      if (joint_ && up == U && shared) {  // gates [0, g1) side by side in one product
+      bool joint = joint_ && up == U && g0 == 0;  // gates [0, g1) side by side in one product
+      for (int g = g0; g < g1 && joint; ++g) joint = RecSource(g, s) == RecSource(g0, s);
+      if (joint) {
         ToBf16Rows(nr, U, RecSource(0, s) + r0 * U, U, h16, lh);
         MulBf16(nr, g1 * U, Pairs(U), false, h16, lh, rpj_.data(), Pairs(U) * kBf16Panel, out,
                 GU, false);
