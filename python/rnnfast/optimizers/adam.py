@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .optimizer import Optimizer
 
 __all__ = ["Adam", "AdamW"]
@@ -54,26 +55,59 @@ class Adam(Optimizer):
         """All variables in one C++ call (rnnfast._core.adam_step), which rounds
         exactly as update_step's NumPy operations; update_step remains for
         anything the fused call does not take."""
-        values = [v.value for v in trainable_variables]
-        dtype = values[0].dtype if values else None
-        if (not values or dtype not in (np.float32, np.float64)
-                or any(w.dtype != dtype or not w.flags.c_contiguous or not w.flags.writeable
-                       for w in values)
-                or any(np.asarray(g).dtype != dtype for g in grads)):
+        plan = self._fused_plan(trainable_variables)
+        if plan is None:
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        from .. import _core
-
-        idx = [self._get_variable_index(v) for v in trainable_variables]
+        values, momentums, velocities, velocity_hats, dtype = plan
+        grads = list(grads)
+        for g in grads:
+            if type(g) is not np.ndarray or g.dtype != dtype:
+                return super()._backend_update_step(grads, trainable_variables, learning_rate)
         f = dtype.type
-        one = f(1)
+        # The step's constants in the variables' dtype, converted once while
+        # beta_1, beta_2 and epsilon stay the same objects (~3 us a step).
+        given = (self.beta_1, self.beta_2, self.epsilon, dtype)
+        consts = self.__dict__.get("_fused_consts")
+        if consts is None or not all(a is b for a, b in zip(consts[0], given)):
+            consts = self._fused_consts = (
+                given, f(1), f(self.beta_1), f(self.beta_2), float(f(1.0 - float(self.beta_1))),
+                float(f(1.0 - float(self.beta_2))), float(f(float(self.epsilon))))
+        _, one, beta_1, beta_2, c1, c2, eps = consts
         step = f(self.iterations + 1)
-        alpha = (f(learning_rate) * np.sqrt(one - np.power(f(self.beta_2), step))
-                 / (one - np.power(f(self.beta_1), step)))
-        _core.adam_step(values, list(grads), [self._momentums[i] for i in idx],
+        alpha = (f(learning_rate) * np.sqrt(one - np.power(beta_2, step))
+                 / (one - np.power(beta_1, step)))
+        _core.adam_step(values, grads, momentums, velocities, velocity_hats,
+                        float(alpha), c1, c2, eps)
+
+    def _fused_plan(self, trainable_variables):
+        """(values, momentums, velocities, velocity hats, dtype) for the fused
+        call, or None where it does not apply. Kept from step to step for the
+        same variables: a value array is never rebound and the slots are
+        written in place (set_state), so only the variables' identities are
+        checked; the cache holds the variables, so their ids stay theirs."""
+        cached = self.__dict__.get("_fused_cache")
+        if cached is not None:
+            held, plan = cached
+            if len(held) == len(trainable_variables) and \
+                    all(a is b for a, b in zip(held, trainable_variables)) and \
+                    all(getattr(v, "_device", None) is None for v in held):
+                # (a weight made read-only since: adam_step refuses it whole;
+                # one moved to a GPU since: its host array is stale, so re-plan)
+                return plan
+        held = tuple(trainable_variables)
+        plan = None
+        if held and all(getattr(v, "_device", None) is None for v in held):
+            values = [v.value for v in held]
+            dtype = values[0].dtype
+            if dtype in (np.float32, np.float64) and all(
+                    w.dtype == dtype and w.flags.c_contiguous and w.flags.writeable
+                    for w in values):
+                idx = [self._get_variable_index(v) for v in held]
+                plan = (values, [self._momentums[i] for i in idx],
                         [self._velocities[i] for i in idx],
-                        [self._velocity_hats[i] for i in idx] if self.amsgrad else None,
-                        float(alpha), float(f(1.0 - float(self.beta_1))),
-                        float(f(1.0 - float(self.beta_2))), float(f(float(self.epsilon))))
+                        [self._velocity_hats[i] for i in idx] if self.amsgrad else None, dtype)
+        self._fused_cache = (held, plan)
+        return plan
 
     def _device_capable(self):
         return type(self) in (Adam, AdamW) and self._plain_update()

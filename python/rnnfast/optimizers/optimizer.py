@@ -233,8 +233,9 @@ class Optimizer(OptimizerState, GradientTransforms):
             if not self.built:
                 self.build(trainable_variables)
                 self.built = True
+            known = self._trainable_variables_indices
             for v in trainable_variables:
-                if id(v) not in self._trainable_variables_indices:
+                if id(v) not in known:
                     raise ValueError(
                         f"Unknown variable: {getattr(v, 'name', v)!r}. This optimizer can only "
                         "be called for the variables it was originally built with. When "
@@ -245,6 +246,7 @@ class Optimizer(OptimizerState, GradientTransforms):
         kept_vars: list = []
         device_vars: list = []  # weights whose value and gradient are on the GPU
         missing: List[str] = []
+        constrained: list = []
         for g, v in zip(grads, trainable_variables):
             if not getattr(v, "trainable", True):
                 continue
@@ -254,8 +256,18 @@ class Optimizer(OptimizerState, GradientTransforms):
             if g is _ON_DEVICE:
                 device_vars.append(v)
                 continue
-            kept_grads.append(self._as_gradient(g, v))
+            # The training step's case without _as_gradient's calls: a host
+            # Variable (its array read without `value`'s device check) and a
+            # gradient array of its dtype and shape.
+            value = getattr(v, "_value", None)
+            if type(g) is not np.ndarray or type(value) is not np.ndarray or \
+                    getattr(v, "_device", None) is not None or g.dtype != value.dtype or \
+                    g.shape != value.shape:
+                g = self._as_gradient(g, v)
+            kept_grads.append(g)
             kept_vars.append(v)
+            if getattr(v, "constraint", None) is not None:
+                constrained.append(v)
         if missing:
             if not kept_grads and not device_vars:
                 raise ValueError("No gradients provided for any variable.")
@@ -278,11 +290,9 @@ class Optimizer(OptimizerState, GradientTransforms):
         finally:
             self._device_vars = []
 
-        for v in kept_vars:
-            constraint = getattr(v, "constraint", None)
-            if constraint is not None:
-                value = v.value
-                value[...] = constraint(value)
+        for v in constrained:
+            value = v.value
+            value[...] = v.constraint(value)
 
     @staticmethod
     def _as_gradient(g, variable) -> np.ndarray:
@@ -327,7 +337,7 @@ class Optimizer(OptimizerState, GradientTransforms):
             freq = self.ema_overwrite_frequency
             if freq and (self.iterations + 1) % freq == 0:
                 self._overwrite_model_variables_with_average_value(self._trainable_variables)
-        np.add(self._iterations, 1, out=self._iterations)
+        self._iterations[()] = int(self._iterations) + 1  # in place (a ufunc call costs ~1 us)
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate: float) -> None:
         for g, v in zip(grads, trainable_variables):
