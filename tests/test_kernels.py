@@ -155,10 +155,14 @@ def batch_one_inference_cases():
     # in a masked packet at U=130): small and packed-size U, with the options
     # that change which recurrent products run (per-gate recurrent masks,
     # GRU's reset_before). T=12: past the short-forward rule, so in place only
-    # on one thread or for U=6's steps too small to split.
+    # on one thread or for U=6's steps too small to split. U=130's steps are
+    # too small to split too; U=190 (330 for SimpleRNN's one gate) splits
+    # units between two members, each projecting its own columns of W (up to
+    # 8 steps) and reading its columns of R, the second member's ending in a
+    # masked packet.
     out = []
     for cell in ("simple_rnn", "lstm", "gru"):
-        for U in (6, 130):
+        for U in (6, 130, 330 if cell == "simple_rnn" else 190):
             base = Case(cell, B=1, T=4, I=3, U=U)
             out += [base, base.replace(T=1), base.replace(T=12),
                     base.replace(go_backwards=True, initial_state=True),
