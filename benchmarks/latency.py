@@ -8,12 +8,14 @@ Cases, for LSTM and GRU with U = 64 and 256:
             the module under torch.inference_mode()).
   stream    one new step of a stream, I=32: a stateful RNN(U) -> Dense(1) fed
             [1, 1, 32] per call, its state carried between calls (rnnfast:
-            stateful=True and predict_on_batch / model(x); PyTorch: the module
+            stateful=True and predict_on_batch / model(x) / predict; PyTorch: the module
             called with the previous call's (h, c) / h).
 Each (framework, case) runs in its own process, frameworks alternating round
 by round; the table gives the medians over rounds of each process's median
 latency, and PyTorch / rnnfast (> 1: rnnfast is faster). rnnfast's best of
-its two entry points is the one compared, and both are printed.
+predict_on_batch and model(x) is the one compared, and both are printed;
+Keras's `predict(x, verbose=0)` (the fit-style loop, one batch) gets its own
+ratio column.
 """
 
 from __future__ import annotations
@@ -52,14 +54,17 @@ def run_rnnfast(cell, units, repeats, threads):
     model = keras.Sequential([keras.Input((T, I)), Layer(units), keras.layers.Dense(1)])
     seq_pred = timed(lambda: model.predict_on_batch(x), repeats)
     seq_call = timed(lambda: model(x), repeats)
+    seq_fit_api = timed(lambda: model.predict(x, verbose=0), repeats)
     stream = keras.Sequential([keras.Input(batch_shape=(1, None, I)), Layer(units, stateful=True),
                                keras.layers.Dense(1)])
     step = x[:, :1]
     st_pred = timed(lambda: stream.predict_on_batch(step), repeats)
     st_call = timed(lambda: stream(step), repeats)
+    st_fit_api = timed(lambda: stream.predict(step, verbose=0), repeats)
     return {"sequence": min(seq_pred, seq_call), "stream": min(st_pred, st_call),
             "sequence_predict_on_batch": seq_pred, "sequence_call": seq_call,
-            "stream_predict_on_batch": st_pred, "stream_call": st_call}
+            "stream_predict_on_batch": st_pred, "stream_call": st_call,
+            "sequence_predict": seq_fit_api, "stream_predict": st_fit_api}
 
 
 def run_torch(cell, units, repeats, threads):
@@ -113,9 +118,9 @@ def main():
     med = statistics.median
     print(f"Batch-1 latency, {args.threads} threads, medians of {args.rounds} rounds "
           f"(each the median of {args.repeats} calls), microseconds.")
-    print("| cell | U | case | rnnfast predict_on_batch | rnnfast model(x) | PyTorch | "
-          "PyTorch / rnnfast |")
-    print("|---|---|---|---|---|---|---|")
+    print("| cell | U | case | rnnfast predict_on_batch | rnnfast model(x) | rnnfast "
+          "predict(verbose=0) | PyTorch | PyTorch / rnnfast | PyTorch / rnnfast predict |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for cell in CELLS:
         for units in UNITS:
             ours, theirs = results[(cell, units, "rnnfast")], results[(cell, units, "torch")]
@@ -124,8 +129,9 @@ def main():
                 b = med(t[case] for t in theirs)
                 pob = med(o[f"{case}_predict_on_batch"] for o in ours)
                 call = med(o[f"{case}_call"] for o in ours)
+                api = med(o[f"{case}_predict"] for o in ours)
                 print(f"| {cell} | {units} | {case} | {pob * 1e6:.0f} | {call * 1e6:.0f} | "
-                      f"{b * 1e6:.0f} | {b / a:.2f}x |")
+                      f"{api * 1e6:.0f} | {b * 1e6:.0f} | {b / a:.2f}x | {b / api:.2f}x |")
 
 
 if __name__ == "__main__":

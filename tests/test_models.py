@@ -398,6 +398,49 @@ def test_stateful_model_and_reset_states():
     np.testing.assert_allclose(model.predict(x, verbose=0, batch_size=2), first, rtol=1e-6)
 
 
+def test_one_batch_predict_matches_the_batched_loop():
+    # predict(verbose=0) of at most one batch, without callbacks, skips the
+    # adapter and callback machinery: the same values as the general loop
+    # (callbacks=[] takes it), fresh arrays, the same errors.
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 5, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((5, 3)), layers.LSTM(4), layers.Dense(2)])
+    fast = model.predict(x, verbose=0)
+    ref = model.predict(x, verbose=0, callbacks=[])
+    np.testing.assert_array_equal(fast, ref)
+    np.testing.assert_array_equal(fast, model.predict(x, verbose=0, batch_size=3, callbacks=[]))
+    model.predict(2 * x, verbose=0)  # the caller's array, not a buffer the next call reuses
+    np.testing.assert_array_equal(fast, ref)
+    inp_a, inp_b = keras.Input((5, 3), name="a"), keras.Input((2,), name="b")
+    h = layers.GRU(4)(inp_a)
+    two = keras.Model([inp_a, inp_b], {"p": layers.Dense(1)(h),
+                                       "q": layers.Concatenate()([h, inp_b])})
+    xb = rng.random((3, 2)).astype(np.float32)
+    got, ref = two.predict([x, xb], verbose=0), two.predict([x, xb], verbose=0, callbacks=[])
+    assert sorted(got) == ["p", "q"]
+    for k in got:
+        np.testing.assert_array_equal(got[k], ref[k])
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        model.predict(x, verbose=0, batch_size=-1)
+    with pytest.raises(ValueError, match="got no data"):
+        model.predict(x[:0], verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(None, 5, 3\)"):
+        model.predict(x[:, :, :2], verbose=0)
+    # A stateful model streamed one step per call, against a copy run
+    # through the general loop.
+    def stream():
+        return keras.Sequential([keras.Input(batch_shape=(1, None, 3)),
+                                 layers.GRU(4, stateful=True), layers.Dense(1)])
+    s1, s2 = stream(), stream()
+    s2.set_weights(s1.get_weights())
+    outs = []
+    for t in range(5):
+        step = x[:1, t:t + 1]
+        outs.append(s1.predict(step, verbose=0))
+        np.testing.assert_array_equal(outs[-1], s2.predict(step, verbose=0, callbacks=[]))
+    assert not np.allclose(outs[0], outs[-1])  # the state was carried
+
+
 def test_structure_and_errors():
     model = keras.Sequential(name="m")
     model.add(layers.Dense(3, input_shape=(4,)))
