@@ -373,6 +373,27 @@ def test_masks_follow_apply_mask():
     assert value == 0.0 and not grad.any()
 
 
+def test_mse_training_fast_path_matches_the_general_path():
+    # value_and_grad's unweighted, unmasked case skips the wrapper: the mean of
+    # the squared float64 differences (np.mean's own sum and division) and
+    # 2 (p - t) / n in the predictions' dtype, as the general path gives.
+    rng = np.random.default_rng(3)
+    loss = losses.MeanSquaredError()
+    for shape in [(32, 1), (7,), (4, 9, 3)]:
+        t = rng.standard_normal(shape)
+        for dtype in (np.float32, np.float64):
+            p = rng.standard_normal(shape).astype(dtype)
+            value, grad = loss.value_and_grad(t, p)
+            diff = p.astype(np.float64) - t
+            assert value == float(np.mean(np.square(diff)))
+            ref_value, ref_grad = losses.Loss.value_and_grad(loss, t, p)
+            # (the general path computes float32 predictions' losses in float32)
+            rtol = 1e-6 if dtype == np.float32 else 1e-12
+            assert value == pytest.approx(ref_value, rel=rtol)
+            assert grad.dtype == dtype
+            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=rtol * 1e-3)
+
+
 # --------------------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("spec,shape", CASES)

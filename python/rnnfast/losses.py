@@ -866,7 +866,9 @@ class MeanSquaredError(LossFunctionWrapper):
                 and y_true.shape == y_pred.shape and y_pred.size > 0
                 and y_pred.dtype.kind == "f" and y_true.dtype.kind in "fiu"):
             diff = y_pred.astype(np.float64) - y_true
-            loss = float(np.mean(np.square(diff)))
+            # np.mean's own arithmetic (a pairwise sum, then one division)
+            # without its Python wrapper: ~3.5 us of a W1 training step.
+            loss = float(np.add.reduce(np.square(diff), axis=None) / diff.size)
             return loss, (diff * (2.0 / y_pred.size)).astype(y_pred.dtype)
         return super().value_and_grad(y_true, y_pred, sample_weight=sample_weight, mask=mask)
 
