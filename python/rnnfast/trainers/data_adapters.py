@@ -214,6 +214,8 @@ class PyDatasetAdapter:
 def is_batch_source(x) -> bool:
     """Whether fit/evaluate/predict got batches (a generator, a PyDataset or an
     iterable of batches) rather than arrays."""
+    if type(x) is np.ndarray:  # the common case, before the import below
+        return False
     from ..utils.py_dataset import PyDataset
 
     if isinstance(x, PyDataset):

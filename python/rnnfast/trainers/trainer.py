@@ -477,7 +477,8 @@ class Trainer:
                 # stateful model): predict_on_batch's work, without the adapter and
                 # callback machinery around it (GRU(64) step: 32 -> 18 us). The
                 # loop below would compute the same batch, x[0:n].
-                n = data_adapters.num_samples([("x", x)])
+                n = x[0].shape[0] if len(x) == 1 and x[0].ndim else \
+                    data_adapters.num_samples([("x", x)])
                 if n is not None and 0 < n <= (batch_size or 32):
                     flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
                     return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
