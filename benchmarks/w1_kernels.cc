@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
         auto a = Clock::now();
         l.Fwd(x.data(), m != "infer", false);
         if (m == "train") l.Bwd(false, false);
-        std::printf("%s %.3f ms\n", m.c_str(), std::chrono::duration<double, std::milli>(Clock::now() - a).count());
+        std::printf("%s %.4f ms\n", m.c_str(), std::chrono::duration<double, std::milli>(Clock::now() - a).count());
       }
     };
     SetNumThreads(threads);
