@@ -430,6 +430,11 @@ class Layer:
         """On symbolic tensors (rnnfast.Input), records a graph node and returns
         symbolic outputs; on NumPy data, runs the layer (inference unless
         training=True)."""
+        if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray and self.built:
+            # The common eager call, layer(x) or model(x) on one array: nothing
+            # symbolic, no arguments to bind, nothing to build (~3 us of a
+            # streamed step's model(x)).
+            return self.call(args[0])
         from . import node as node_module
 
         if not args:
