@@ -28,6 +28,10 @@ the medians over rounds are reported: one training step (forward, loss,
 backward, Adam update, through each framework's public API: rnnfast's
 train_on_batch, a plain PyTorch loop, Keras's train_on_batch), one inference
 forward (predict_on_batch; torch.no_grad), and the process's peak RSS.
+With more than one round, the training speed-up over PyTorch is also given
+round by round (min/median/max of the rounds' own ratios): on a host whose
+speed moves in phases, a round's two frameworks run within seconds of each
+other.
 GFLOP/s count 2 x the multiply-adds of each layer's forward pass, and three
 times that for a training step:
     recurrent layer   2*B*T*(I+U)*G*U      (G = 1, 4, 3 for SimpleRNN, LSTM, GRU)
@@ -469,6 +473,9 @@ def main():
         rs = results.get((w, cell, fw))
         return statistics.median(r[key] for r in rs) if rs else None
 
+    def per_round(w, cell, fw, key):
+        return [r[key] for r in results.get((w, cell, fw), [])]
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"threads {args.threads}; rounds {args.rounds}; frameworks measured: {frameworks}"
           + (f"; not installed: {missing}" if missing else ""))
@@ -487,6 +494,7 @@ def main():
         backends = sorted({r.get("backend") for k, rs in results.items() if k[2] == "keras"
                            for r in rs if r.get("backend")})
         print_rnn_table(args, med, ceiling, rnn_workloads, ", ".join(backends) or None)
+        print_paired_rounds(args, per_round, rnn_workloads)
     if conv_workloads:
         print()
         print_conv_table(med, conv_workloads)
@@ -535,6 +543,23 @@ def print_rnn_table(args, med, ceiling, workloads, keras_backend=None):
         print(f"\ngeometric mean of the training speed-ups over PyTorch: {geo:.2f}x")
     if of_ceiling:
         print(f"training GFLOP/s against the higher GEMM ceiling ({top:.0f}): " + ", ".join(of_ceiling))
+
+
+def print_paired_rounds(args, per_round, workloads):
+    """The training speed-up over PyTorch round by round: each round runs both
+    frameworks within seconds of each other, so on a host whose speed moves in
+    phases a round's ratio is steadier than the ratio of the medians."""
+    lines = []
+    for w in workloads:
+        for cell in args.cells:
+            ours, theirs = per_round(w, cell, "rnnfast", "train"), per_round(w, cell, "torch", "train")
+            if len(ours) < 2 or len(ours) != len(theirs):
+                continue
+            r = sorted(t / o for o, t in zip(ours, theirs))
+            lines.append(f"{w} {cell} {r[0]:.2f}/{statistics.median(r):.2f}/{r[-1]:.2f}x")
+    if lines:
+        print("training speed-up over PyTorch within each round (min/median/max): " +
+              ", ".join(lines))
 
 
 def print_conv_table(med, workloads):
