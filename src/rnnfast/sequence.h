@@ -613,8 +613,9 @@ class Sequence {
   // serving of a short sequence) projects its inputs column-wise, with Gemv:
   // split by rows, the whole projection of one step fell to one member (the
   // other waiting at the barrier), and RowBlocks' 6-row tiles computed one
-  // row (LSTM, U=256, I=32, one step: 3 of 18 us on one thread). Depends on
-  // the sizes alone, so the bits do not depend on the threads.
+  // row (LSTM, U=256, I=32, one step: 3 of 18 us on one thread). Gemv sums
+  // over k in order for every column, so the bits do not depend on how the
+  // members split the columns (nor does the recurrent product's, DirectMul).
   bool FewDirectRows() const { return direct_ && Tn * B <= kFewDirectRows; }
   static constexpr Index kFewDirectRows = 8;
 

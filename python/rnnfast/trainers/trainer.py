@@ -475,7 +475,7 @@ class Trainer:
                     not debugging._enabled and distribution_module.active() is None:
                 # One batch, no callbacks and no progress bar (a streamed step of a
                 # stateful model): predict_on_batch's work, without the adapter and
-                # callback machinery around it (GRU(64) step: 32 -> 18 us). The
+                # callback machinery around it (GRU(64) step: 32 -> 19 us). The
                 # loop below would compute the same batch, x[0:n].
                 n = x[0].shape[0] if len(x) == 1 and x[0].ndim else \
                     data_adapters.num_samples([("x", x)])
