@@ -480,8 +480,7 @@ class Trainer:
                 n = x[0].shape[0] if len(x) == 1 and x[0].ndim else \
                     data_adapters.num_samples([("x", x)])
                 if n is not None and 0 < n <= (batch_size or 32):
-                    flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
-                    return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
+                    return self._predict_batch(x)
             adapter = data_adapters.ArrayDataAdapter(x, None, None, batch_size or 32, False, steps)
         verbose = 1 if verbose == "auto" else verbose
         cbks = callbacks_module.CallbackList(callbacks, add_progbar=verbose != 0, model=self,
@@ -546,6 +545,10 @@ class Trainer:
                                 as_array_structure(x, "x", self._input_count()))
         if debugging._enabled:
             debugging.check_batch("predict_on_batch", x, input_names=self._numerics_names())
+        return self._predict_batch(x)
+
+    def _predict_batch(self, x):
+        """The outputs of one prepared batch, as arrays of the caller's own."""
         flat = [np.array(a, copy=True) for a in self._flat(self.predict_step(x))]
         return flat[0] if len(flat) == 1 else self.pack_outputs(flat)
 
