@@ -42,7 +42,13 @@ C1 74.8 MFLOP, C2 32.2 MFLOP, I1 310.5 MFLOP. The ratio columns are rnnfast
 against the faster of PyTorch and Keras (> 1: rnnfast is faster). With the JAX
 backend Keras's thread count is XLA's own (all cores), not --threads. The
 FP32 GEMM ceiling is measured in the same run with NumPy's BLAS and with Eigen
-(through rnnfast._core.gemm_gflops). --quick runs W1, W2, C1, C2 and I1 (of
+(through rnnfast._core.gemm_gflops), and so is the arithmetic peak of
+float32 multiply-adds on registers alone (rnnfast._core.fma_peak_gflops).
+Against that peak the table's footer gives, for each W3/W4 case, the speed
+that 1.5x PyTorch's time would take counting only the arithmetic no
+implementation can skip (the GFLOP/s convention less the first layer's dL/dx);
+above 100% of the peak, no float32 implementation reaches 1.5x on this machine.
+--quick runs W1, W2, C1, C2 and I1 (of
 those selected) once with few repeats (a smoke test for CI; no assertions on
 time anywhere).
 
@@ -139,6 +145,18 @@ def flops(w, cell, train):
         total += 2.0 * spec["batch"] * spec["time"] * (inp + u) * CELLS[cell] * u
         inp = u
     return 3 * total if train else total
+
+
+def min_flops(w, cell, train):
+    """The arithmetic a step cannot skip: flops() less the first recurrent
+    layer's dL/dx in training (2*B*T*I*G*U), which the convention counts but no
+    framework computes for a model's input. The dense head and the gate math
+    are left out too, so this is a lower bound."""
+    total = flops(w, cell, train)
+    if train and w in WORKLOADS:
+        spec = WORKLOADS[w]
+        total -= 2.0 * spec["batch"] * spec["time"] * spec["input"] * CELLS[cell] * spec["units"][0]
+    return total
 
 
 def data(w, seed=0):
@@ -375,7 +393,8 @@ def gemm_ceiling(threads, size=2048, repeats=5):
     t = timed(lambda: a @ b, repeats, 1)
     rnnfast.set_num_threads(threads)
     return {"numpy": 2.0 * size ** 3 / t / 1e9,
-            "eigen": _core.gemm_gflops(size, size, size, threads=threads, repeats=repeats)}
+            "eigen": _core.gemm_gflops(size, size, size, threads=threads, repeats=repeats),
+            "peak": _core.fma_peak_gflops(threads=threads, repeats=repeats)}
 
 
 def gpu_ceiling(size=8192, repeats=5):
@@ -468,6 +487,8 @@ def main():
                                                   check=True).stdout.strip().splitlines()[-1]))
     ceiling = {k: statistics.median(c[k] for c in ceilings) for k in ("numpy", "eigen")}
     spread = {k: (min(c[k] for c in ceilings), max(c[k] for c in ceilings)) for k in ceiling}
+    # The best round's: a peak, and the bound that makes "unreachable" claims safe.
+    peak = max((c["peak"] for c in ceilings if "peak" in c), default=None)
 
     def med(w, cell, fw, key):
         rs = results.get((w, cell, fw))
@@ -487,13 +508,15 @@ def main():
             f"{len(ceilings)} round(s)): NumPy BLAS {ceiling['numpy']:.0f} GFLOP/s "
             f"({spread['numpy'][0]:.0f}-{spread['numpy'][1]:.0f}), Eigen {ceiling['eigen']:.0f} GFLOP/s "
             f"({spread['eigen'][0]:.0f}-{spread['eigen'][1]:.0f})")
+        print(f"FP32 multiply-add peak (registers only, {args.threads} threads, best of "
+              f"{len(ceilings)} round(s)): {peak:.0f} GFLOP/s")
     rnn_workloads = [w for w in args.workloads if w in WORKLOADS]
     conv_workloads = [w for w in args.workloads if w in CONV_WORKLOADS]
     if rnn_workloads:
         print()
         backends = sorted({r.get("backend") for k, rs in results.items() if k[2] == "keras"
                            for r in rs if r.get("backend")})
-        print_rnn_table(args, med, ceiling, rnn_workloads, ", ".join(backends) or None)
+        print_rnn_table(args, med, ceiling, rnn_workloads, ", ".join(backends) or None, peak)
         print_paired_rounds(args, per_round, rnn_workloads)
     if conv_workloads:
         print()
@@ -504,7 +527,7 @@ def main():
                       indent=1)
 
 
-def print_rnn_table(args, med, ceiling, workloads, keras_backend=None):
+def print_rnn_table(args, med, ceiling, workloads, keras_backend=None, peak=None):
     def ms(v):
         return f"{v * 1e3:.2f}" if v else "-"
 
@@ -543,6 +566,27 @@ def print_rnn_table(args, med, ceiling, workloads, keras_backend=None):
         print(f"\ngeometric mean of the training speed-ups over PyTorch: {geo:.2f}x")
     if of_ceiling:
         print(f"training GFLOP/s against the higher GEMM ceiling ({top:.0f}): " + ", ".join(of_ceiling))
+    if peak:
+        print_needed_for_target(args, med, workloads, peak)
+
+
+def print_needed_for_target(args, med, workloads, peak, target=1.5):
+    """What `target` x PyTorch's time would take, as a share of the multiply-add
+    peak, counting only min_flops(): over 100%, no float32 implementation of the
+    same arithmetic reaches it on this machine."""
+    for mode in ("train", "infer"):
+        parts = []
+        for w in workloads:
+            if w not in ("W3", "W4"):
+                continue
+            for cell in args.cells:
+                tt = med(w, cell, "torch", mode)
+                if tt:
+                    need = min_flops(w, cell, mode == "train") / (tt / target) / 1e9
+                    parts.append(f"{w} {cell} {need / peak:.0%}")
+        if parts:
+            print(f"{mode}: arithmetic speed {target}x PyTorch would need, of the {peak:.0f} GFLOP/s "
+                  f"multiply-add peak (over 100%: unreachable in float32): " + ", ".join(parts))
 
 
 def print_paired_rounds(args, per_round, workloads):

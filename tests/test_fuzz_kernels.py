@@ -46,6 +46,7 @@ ENTRY_POINTS = {
     "matmul": "matmul", "adam_step": "adam",
     "set_num_threads": "settings", "get_num_threads": "settings", "set_bf16_enabled": "settings",
     "set_amx_enabled": "settings", "bf16_status": "settings", "build_info": "settings", "gemm_gflops": "settings",
+    "fma_peak_gflops": "settings",
     "device_bodies": "device_bodies",
 }
 
@@ -1269,6 +1270,19 @@ def test_gemm_gflops_refuses_bad_sizes(m, n, k, threads, repeats):
     assume(not (min(m, n, k, threads, repeats) > 0 and max(m * k, k * n, m * n) <= 2 ** 40))
     with pytest.raises(ValueError, match="must be positive|at most 2\\*\\*40"):
         _core.gemm_gflops(m, n, k, threads=threads, repeats=repeats)
+
+
+@given(threads=st.sampled_from([0, -1, 1, 2, 1000]), repeats=st.sampled_from([0, -2, 1]))
+@fuzz(40)
+def test_fma_peak_gflops_refuses_bad_arguments(threads, repeats):
+    """More threads than the pool has run on the members it gives (each counted once)."""
+    if threads > 0 and repeats > 0:
+        peak = _core.fma_peak_gflops(threads=threads, repeats=repeats)
+        assert np.isfinite(peak) and peak > 0
+        return
+    name = "threads" if threads <= 0 else "repeats"
+    with pytest.raises(ValueError, match=f"{name} must be positive, got {threads if threads <= 0 else repeats}"):
+        _core.fma_peak_gflops(threads=threads, repeats=repeats)
 
 
 DEVICE_BODIES = {

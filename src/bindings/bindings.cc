@@ -310,6 +310,18 @@ void BindAll(py::module_& m) {
       "mixed-precision GEMM instead (AMX tiles where bf16_status()['amx_enabled'], else "
       "VDPBF16PS), operands converted before the timing.");
   m.def(
+      "fma_peak_gflops",
+      [](int threads, int repeats) {
+        if (threads <= 0) throw py::value_error("threads must be positive, got " + std::to_string(threads));
+        if (repeats <= 0) throw py::value_error("repeats must be positive, got " + std::to_string(repeats));
+        py::gil_scoped_release release;
+        return FmaPeakGflops(threads, repeats);
+      },
+      py::kw_only(), py::arg("threads") = 1, py::arg("repeats") = 5,
+      "Arithmetic peak of this build's float32 multiply-adds (best GFLOP/s of `repeats` runs of "
+      "register-only multiply-add chains on `threads` pool members, nothing loaded or stored): "
+      "no float32 kernel of this build computes faster on this machine.");
+  m.def(
       "matmul",
       [](py::object a, py::object b, bool trans_a, bool trans_b, py::object out, bool accumulate) {
         const py::array a0 = AsArray(a, "a");

@@ -65,6 +65,66 @@ double GemmGflops(Index M, Index N, Index K, int threads, int repeats, bool bf16
          times[static_cast<std::size_t>(repeats / 2)] / 1e9;
 }
 
+namespace {
+
+// The build's widest float vector (GCC/Clang vector extension: one register).
+#if defined(__AVX512F__)
+constexpr int kPeakBytes = 64;
+constexpr int kPeakChains = 16;  // 32 registers: FMA latency 4 x 2 pipes = 8 in flight, with room
+#elif defined(__AVX__)
+constexpr int kPeakBytes = 32;
+constexpr int kPeakChains = 12;  // 16 registers: 12 chains plus the two operands
+#else
+constexpr int kPeakBytes = 16;
+constexpr int kPeakChains = 12;
+#endif
+typedef float PeakVec __attribute__((vector_size(kPeakBytes)));
+constexpr int kPeakLanes = kPeakBytes / 4;
+
+float PeakChains(long iterations, float seed) {
+  PeakVec acc[kPeakChains], a, b;
+  for (int l = 0; l < kPeakLanes; ++l) {
+    a[l] = 1e-3f * seed;
+    b[l] = 0.999f;  // the chains decay to a / (1 - b) instead of overflowing
+  }
+  for (int k = 0; k < kPeakChains; ++k) acc[k] = a * static_cast<float>(k);
+  for (long i = 0; i < iterations; ++i) {
+#pragma GCC unroll 16
+    for (int k = 0; k < kPeakChains; ++k) acc[k] = acc[k] * b + a;
+    // An opaque b each step: the compiler can neither fold the chains into a
+    // closed form nor hoist them out of the loop.
+    __asm__ volatile("" : "+x"(b));
+  }
+  float sum = 0.f;
+  for (int k = 0; k < kPeakChains; ++k)
+    for (int l = 0; l < kPeakLanes; ++l) sum += acc[k][l];
+  return sum;
+}
+
+}  // namespace
+
+double FmaPeakGflops(int threads, int repeats, long iterations) {
+  if (threads <= 0 || repeats <= 0 || iterations <= 0)
+    throw std::invalid_argument("threads, repeats and iterations must be positive");
+  double best = 0.0;
+  for (int r = 0; r <= repeats; ++r) {  // the first run warms the pool and the clocks
+    int ran = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    ParallelRun(threads, [&](const Team& team) {
+      // Kept, so that the chains are computed.
+      volatile float keep = PeakChains(iterations, 1.f + static_cast<float>(team.rank));
+      (void)keep;
+      if (team.rank == 0) ran = team.size;
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r == 0) continue;
+    // The pool may give fewer members than asked (contention): count those that ran.
+    const double flops = 2.0 * kPeakChains * kPeakLanes * static_cast<double>(iterations) * ran;
+    best = std::max(best, flops / s / 1e9);
+  }
+  return best;
+}
+
 }  // namespace rnnfast
 
 // ---- MatMul (matmul.h) ----
