@@ -142,6 +142,62 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
         }
       });
     };
+    // The per-gate pass for rows [b, b + NR) of step s over this member's
+    // units: each packet's five activations are chains of dependent
+    // multiply-adds, and two rows' independent chains interleaved keep the
+    // FMA units busy where one row waits on latency (the gate pass was 22%
+    // of W2's LSTM inference, at about 3x the activations' throughput cost).
+    auto gate_rows = [&](Index s, Index b, auto nr) {
+      using detail::LoadN;
+      using detail::PActivate;
+      using detail::StoreN;
+      namespace pk = detail::pk;
+      constexpr int NR = decltype(nr)::value;
+      T* g[NR];
+      const T* sc[NR];
+      const T* cp[NR];
+      T* cn[NR];
+      typename detail::Sequence<T>::StateRow row[NR];
+      for (int r = 0; r < NR; ++r) {
+        g[r] = q.Gates(s) + (b + r) * GU + ob;
+        sc[r] = q.Scratch(own) + (b + r) * ls;
+        cp[r] = m.C(s) + (b + r) * U + ob;
+        cn[r] = m.C(s + 1) + (b + r) * U + ob;
+        q.FillRow(a, s, b + r, own, row[r]);
+      }
+      detail::ForEachPacket<T>(up, [&](Index j, Index n) {
+        detail::Packet<T> i[NR], f[NR], cc[NR], og[NR], c_prev[NR], c[NR];
+        for (int r = 0; r < NR; ++r) {
+          i[r] = PActivate<T>(ract, pk::padd(LoadN(g[r] + j, n), LoadN(sc[r] + j, n)));
+          f[r] = PActivate<T>(ract, pk::padd(LoadN(g[r] + U + j, n), LoadN(sc[r] + up + j, n)));
+          cc[r] = PActivate<T>(act, pk::padd(LoadN(g[r] + 2 * U + j, n), LoadN(sc[r] + 2 * up + j, n)));
+          og[r] = PActivate<T>(ract, pk::padd(LoadN(g[r] + 3 * U + j, n), LoadN(sc[r] + 3 * up + j, n)));
+        }
+        if (training) {  // the backward's cache; inference needs only c and h
+          for (int r = 0; r < NR; ++r) {
+            StoreN(g[r] + j, i[r], n);
+            StoreN(g[r] + U + j, f[r], n);
+            StoreN(g[r] + 2 * U + j, cc[r], n);
+            StoreN(g[r] + 3 * U + j, og[r], n);
+          }
+        }
+        for (int r = 0; r < NR; ++r) {
+          c_prev[r] = LoadN(cp[r] + j, n);
+          c[r] = pk::pmadd(f[r], c_prev[r], pk::pmul(i[r], cc[r]));
+        }
+        detail::Packet<T> h[NR];
+        for (int r = 0; r < NR; ++r) h[r] = pk::pmul(og[r], PActivate<T>(act, c[r]));
+        for (int r = 0; r < NR; ++r) {
+          if (row[r].on) {
+            StoreN(cn[r] + j, c[r], n);
+            q.StoreState(row[r], j, n, h[r]);
+          } else {  // a masked row carries h and c
+            StoreN(cn[r] + j, c_prev[r], n);
+            q.StoreState(row[r], j, n, LoadN(row[r].prev + j, n));
+          }
+        }
+      });
+    };
     q.Prologue(team, a, own, a.bias);
     q.CopyOrZero(a.c0, own, m.C(0), rows);  // c0 (or zeros) for this member's units
     for (Index s = 0; s < q.Tn; ++s) {
@@ -153,39 +209,10 @@ void LSTMOptions::Impl<T>::Forward(const LSTMOptions& o, bool training, const Fo
           Index b = rows.begin;
           for (; b + 1 < rows.end; b += 2) whole_rows(s, b, std::integral_constant<int, 2>{});
           if (b < rows.end) whole_rows(s, b, std::integral_constant<int, 1>{});
-        }
-        for (Index b = rows.begin; b < rows.end && !whole; ++b) {
-          T* g = q.Gates(s) + b * GU + ob;
-          const T* sc = q.Scratch(own) + b * ls;
-          const T* cp = m.C(s) + b * U + ob;
-          T* cn = m.C(s + 1) + b * U + ob;
-          const auto row = q.RowOf(a, s, b, own);
-          detail::ForEachPacket<T>(up, [&](Index j, Index n) {
-            using detail::LoadN;
-            using detail::PActivate;
-            namespace pk = detail::pk;
-            const auto i = PActivate<T>(ract, pk::padd(LoadN(g + j, n), LoadN(sc + j, n)));
-            const auto f = PActivate<T>(ract, pk::padd(LoadN(g + U + j, n), LoadN(sc + up + j, n)));
-            const auto cc =
-                PActivate<T>(act, pk::padd(LoadN(g + 2 * U + j, n), LoadN(sc + 2 * up + j, n)));
-            const auto og =
-                PActivate<T>(ract, pk::padd(LoadN(g + 3 * U + j, n), LoadN(sc + 3 * up + j, n)));
-            if (training) {  // the backward's cache; inference needs only c and h
-              detail::StoreN(g + j, i, n);
-              detail::StoreN(g + U + j, f, n);
-              detail::StoreN(g + 2 * U + j, cc, n);
-              detail::StoreN(g + 3 * U + j, og, n);
-            }
-            const auto c_prev = LoadN(cp + j, n);
-            if (!row.on) {
-              detail::StoreN(cn + j, c_prev, n);
-              q.StoreState(row, j, n, LoadN(row.prev + j, n));
-              return;
-            }
-            const auto c = pk::pmadd(f, c_prev, pk::pmul(i, cc));
-            detail::StoreN(cn + j, c, n);
-            q.StoreState(row, j, n, pk::pmul(og, PActivate<T>(act, c)));
-          });
+        } else {  // per gate, rows in pairs too (see gate_rows)
+          Index b = rows.begin;
+          for (; b + 1 < rows.end; b += 2) gate_rows(s, b, std::integral_constant<int, 2>{});
+          if (b < rows.end) gate_rows(s, b, std::integral_constant<int, 1>{});
         }
       }
       q.StepSync(team);
