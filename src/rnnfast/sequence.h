@@ -490,15 +490,21 @@ class Sequence {
     if (training) {
       // Training splits rows only when the backward can too: each member
       // then reads all the weights and streams its own weight-gradient
-      // accumulators (one input copy), together within twice its L2: no
-      // barrier at any step, forward or backward (Sapphire Rapids, 2 MiB L2,
-      // C++ paired runs: W3 training steps SimpleRNN 36-42 -> 27-33 ms,
-      // LSTM 146-155 -> 130, GRU 109-112 -> 92-97; at W4, 12 MiB for
-      // SimpleRNN, the accumulators streamed through L3 made it 1.4x slower).
+      // accumulators (one input copy): no barrier at any step, forward or
+      // backward, and no gate cache re-read after the loop (Sapphire Rapids,
+      // 2 MiB L2, C++ paired runs: W3 training steps SimpleRNN 36-42 ->
+      // 27-33 ms, LSTM 146-155 -> 130, GRU 109-112 -> 92-97). While the
+      // weights fit in twice the L2 (as for inference below): on Zen 4 (1
+      // MiB L2), W3's LSTM (1.5 MiB) and GRU (1.2 MiB) layers trained
+      // 0-20% and 7-10% faster split by rows, the most where the host's
+      // memory was contended; float32 and bf16 alike. From about 3x the L2
+      // on, the streamed accumulators cost more than the barriers saved
+      // (Zen 4, U = 512 LSTM, 5 MiB: 261 -> 294 ms; U = 768, 12 MiB: 298 ->
+      // 318; at W4 on Sapphire Rapids, 12 MiB for SimpleRNN, 1.4x slower).
       // Splitting rows in the forward alone left the caches in the other
       // core's L2 for a backward that splits units (C++, 2 threads, Zen 4:
       // W1 training steps 20-40% slower).
-      if (XsCopies() != 1 || weights > l2) return by_units;
+      if (XsCopies() != 1 || weights > 2.0 * l2) return by_units;
     } else if (packed_ && weights > 2.0 * l2) {
       // Packed kernels too, while all their panels fit in twice the L2 (each
       // member then reads all of them at every step, not half): W3 (1.5 MiB
