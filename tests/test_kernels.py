@@ -232,6 +232,37 @@ def wide_cases():
             Case("simple_rnn", **{**wide, "U": 800})]
 
 
+def staged_cases():
+    """Training split by rows (B = 9: 5 + 4 rows on two threads) with weights
+    past half the L2 and within twice it: each member copies 4 steps of its
+    weight-gradient operands side by side and multiplies them at once (T = 7:
+    a group of 4, then one of 3 at step 0). The L2 size varies by machine, so
+    each cell has three sizes, about 0.3, 1.3 and 5.5 MiB of float64 weights:
+    one of them is in that range for any L2 from 256 KiB to 8 MiB."""
+    cases = []
+    sizes = {"lstm": (90, 190, 400), "gru": (105, 220, 470), "simple_rnn": (180, 400, 850)}
+    for cell, units in sizes.items():
+        for U in units:
+            base = Case(cell, B=9, T=7, I=40, U=U, seed=U)
+            cases += [base, base.replace(mask=True, go_backwards=True, initial_state=True),
+                      base.replace(recurrent_dropout=1, input_dropout=1)]
+            if cell == "gru":
+                cases.append(base.replace(reset_after=False, recurrent_dropout=3, mask=True))
+    return cases
+
+
+@pytest.mark.parametrize("case", staged_cases(), ids=case_id)
+def test_staged_weight_gradients_match_reference(case):
+    import rnnfast
+
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(2)
+    try:
+        check_against_reference(case)
+    finally:
+        rnnfast.set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", wide_cases(), ids=case_id)
 def test_wide_weights_gradients_match_reference(case, threads):

@@ -270,6 +270,12 @@ class Sequence {
                                    slice <= 0.5 * static_cast<double>(L2CacheBytes())));
     if (rows_ && row_threads_ > 1)
       part_.Reserve(static_cast<std::size_t>((row_threads_ - 1) * PartSize()));
+    // Staging pays only where the accumulators leave the L2 (W1's and W2's,
+    // in L1 and L2, ran 3-5% slower with it).
+    staged_ = rows_ && stream_ && !bf16_ &&
+              static_cast<double>(I + U) * static_cast<double>(GU) * sizeof(T) >
+                  0.5 * static_cast<double>(L2CacheBytes());
+    if (staged_) stage_.Reserve(static_cast<std::size_t>(kStageSteps * B * StageWidth()));
     if (a.dx != nullptr) {  // null: no input gradient wanted
       if (bf16_) {  // W^T's panels (gate blocks padded to pairs); dx by steps (StepInputGrads)
         wtb_.Reserve(static_cast<std::size_t>(Bf16PanelPairs(G * Pairs(U), I)));
@@ -887,6 +893,7 @@ class Sequence {
     const Range rows = Rows(team);
     const Index r0 = rows.begin, nr = rows.size();
     if (nr == 0) return;
+    if (Staged()) return StagedWeightGrads(team, s, a, rg, rec_bias);
     // A member that owns every unit has each gate's columns right after the
     // previous gate's: gates then merge into one wider product (W1, U = 20:
     // N = 80, five full packets, instead of four N = 20 whose second packets
@@ -912,6 +919,85 @@ class Sequence {
       Gemm<T>(true, false, U, n, nr, rg.src[g0] + (s * B + r0) * U, U, dgr, rg.ld[g0], acc.dr + c,
               GU, true);
       if (has_bias && rec_bias) AddColumnSums(dgr, nr, n, rg.ld[g0], acc.db + GU + c);
+    }
+  }
+
+  // With rows_, a member's rows of one step are few (W3: 32), so a step's
+  // weight-gradient products have K = 32 and read and write the whole
+  // accumulators for little arithmetic; past the L2 (W3's LSTM: 1.5 MiB of
+  // them per member) that traffic bounds them. So the operands of
+  // kStageSteps steps are copied side by side (K = 4 x 32) and multiplied
+  // once: C++ microbenchmark of a member's W3 LSTM products, one core,
+  // 74 -> 102 GFLOP/s with the copies.
+  static constexpr Index kStageSteps = 4;
+  bool Staged() const { return staged_; }
+  // Floats per staged row: the step's gate gradients (G*U), the left
+  // operands of the dW groups (at most G x I) and of the dR groups (at most
+  // G x U), and gradients of the dR groups not in the gate cache (at most G*U).
+  Index StageWidth() const { return 2 * GU + G * (I + U); }
+  // Kept small and out of line (memcpy, not Eigen block copies): with the
+  // copies inlined here GCC inlined less in the cells' other code, and W1's
+  // LSTM forward, which never stages, ran 3-8% slower.
+  EIGEN_DONT_INLINE void StagedWeightGrads(const Team& team, Index s, const BackwardArgs<T>& a,
+                                           const RecGrads& rg, bool rec_bias) const {
+    const Acc acc = Accumulators(team, a);
+    const Range rows = Rows(team);
+    const Index r0 = rows.begin, nr = rows.size(), S = kStageSteps;
+    // Steps run from Tn - 1 down: step s fills slot j; the last slot, or
+    // step 0, multiplies the filled slots.
+    const Index j = (Tn - 1 - s) % S;
+    const bool flush = j == S - 1 || s == 0;
+    const Index K = (j + 1) * nr;
+    // This member's stage: regions of [S * nr, width] one after another.
+    T* next = stage_.data() + S * r0 * StageWidth();
+    auto region = [&](Index width) {
+      T* r = next;
+      next += S * nr * width;
+      return r;
+    };
+    auto put = [&](T* dst, Index width, const T* src, Index ld) {
+      dst += j * nr * width;
+      if (ld == width) {  // the rows are contiguous
+        std::memcpy(dst, src, sizeof(T) * static_cast<std::size_t>(nr * width));
+        return;
+      }
+      for (Index r = 0; r < nr; ++r)
+        std::memcpy(dst + r * width, src + r * ld, sizeof(T) * static_cast<std::size_t>(width));
+    };
+    T* dg = region(GU);  // the step's gate gradients, all columns
+    put(dg, GU, Gates(s) + r0 * GU, GU);
+    // As StepWeightGrads: the member owns every unit, so gates sharing a
+    // left operand are one product.
+    for (int g0 = 0, g1; g0 < G; g0 = g1) {
+      g1 = g0 + 1;
+      while (g1 < G && XsCopies() == 1) ++g1;
+      const Index c = g0 * U, n = (g1 - g0) * U;
+      T* x = region(I);
+      put(x, I, Xs(g0, s) + r0 * I, I);
+      if (has_bias) AddColumnSums(Gates(s) + r0 * GU + c, nr, n, GU, acc.db + c);
+      if (flush) Gemm<T>(true, false, I, n, K, x, I, dg + c, GU, acc.dk + c, GU, true);
+    }
+    for (int g0 = 0, g1; g0 < G; g0 = g1) {
+      g1 = g0 + 1;
+      while (g1 < G && rg.dg[g1] == rg.dg[g0] + (g1 - g0) * U && rg.ld[g1] == rg.ld[g0] &&
+             rg.src[g1] == rg.src[g0])
+        ++g1;
+      const Index c = g0 * U, n = (g1 - g0) * U;
+      const T* dgr = rg.dg[g0] + (s * B + r0) * rg.ld[g0];
+      T* h = region(U);
+      put(h, U, rg.src[g0] + (s * B + r0) * U, U);
+      // Gradients in the gate cache are staged already; others (GRU's
+      // recurrent h-gate part) get a region of their own.
+      const T* bsrc = dg + c;
+      Index ldb = GU;
+      if (rg.dg[g0] != gates_.data() + c || rg.ld[g0] != GU) {
+        T* own_b = region(n);
+        put(own_b, n, dgr, rg.ld[g0]);
+        bsrc = own_b;
+        ldb = n;
+      }
+      if (has_bias && rec_bias) AddColumnSums(dgr, nr, n, rg.ld[g0], acc.db + GU + c);
+      if (flush) Gemm<T>(true, false, U, n, K, h, U, bsrc, ldb, acc.dr + c, GU, true);
     }
   }
 
@@ -1259,6 +1345,8 @@ class Sequence {
  private:
   Buffer<T> xs_, gates_, hs_, hd_, in_mask_, rec_mask_, rp_, scratch_, bias_work_, dxt_, work_, rt_,
       wt_, rpp_, rtp_, wpp_;
+  Buffer<T> stage_;  // with Staged(): kStageSteps steps of weight-gradient operands
+  bool staged_ = false;  // set by BeginBackward
   bool stream_ = false;
   bool wg_rows_layout_ = false;  // bf16 weight gradients: X^T, H^T in the rows layout (AMX)
   bool rows_ = false;    // this forward's members split rows (ForwardThreads)
